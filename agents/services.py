@@ -1,0 +1,106 @@
+"""Agent writes: enrollment, heartbeat, status changes, token revocation."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent, AgentStatus, hash_agent_token
+from realtime.manager import get_connection_manager
+
+logger = logging.getLogger(__name__)
+
+
+def new_agent_token() -> str:
+    return "agt_" + secrets.token_urlsafe(32)
+
+
+def register_agent(
+    *, hostname: str, ip_address: str | None = None, os: str = "", version: str = "", actor=None
+) -> tuple[Agent, str]:
+    """Enroll an agent; returns it and its token, which is shown this once and stored hashed."""
+    token = new_agent_token()
+    now = timezone.now()
+    with transaction.atomic():
+        agent = Agent.objects.create(
+            hostname=hostname,
+            ip_address=ip_address or None,
+            os=os,
+            version=version,
+            status=AgentStatus.ONLINE,
+            last_seen=now,
+            registered_at=now,
+            token_hash=hash_agent_token(token),
+        )
+        get_connection_manager().broadcast_agent_status(agent, action="registered")
+    logger.info("Agent %s registered for host %s", agent.agent_id, hostname)
+    return agent, token
+
+
+def authenticate_agent(token: str) -> Agent | None:
+    """The agent holding `token`, if the token is known and not revoked."""
+    if not token:
+        return None
+    return Agent.objects.filter(
+        token_hash=hash_agent_token(token), token_revoked_at__isnull=True
+    ).first()
+
+
+def heartbeat(agent: Agent, *, ip_address: str | None = None, version: str | None = None) -> Agent:
+    """Mark the agent seen now; an offline agent comes back `online` (broadcast once)."""
+    now = timezone.now()
+    with transaction.atomic():
+        changes = {"last_seen": now}
+        if ip_address:
+            changes["ip_address"] = ip_address
+        if version:
+            changes["version"] = version
+        came_back = (
+            Agent.objects.filter(pk=agent.pk)
+            .exclude(status=AgentStatus.ONLINE)
+            .update(status=AgentStatus.ONLINE, **changes)
+        )
+        if not came_back:
+            Agent.objects.filter(pk=agent.pk).update(**changes)
+        agent.refresh_from_db()
+        if came_back:
+            get_connection_manager().broadcast_agent_status(agent, action="online")
+    return agent
+
+
+def mark_offline(agent: Agent, *, reason: str = "missed heartbeats") -> bool:
+    """Set one agent offline if it is online; True (and one broadcast) if this call changed it."""
+    with transaction.atomic():
+        changed = Agent.objects.filter(pk=agent.pk, status=AgentStatus.ONLINE).update(
+            status=AgentStatus.OFFLINE
+        )
+        if changed:
+            agent.refresh_from_db()
+            get_connection_manager().broadcast_agent_status(agent, action="offline")
+            logger.info("Agent %s (%s) offline: %s", agent.agent_id, agent.hostname, reason)
+    return bool(changed)
+
+
+def mark_silent_agents_offline(*, now=None) -> int:
+    """Watchdog: agents silent for AGENT_OFFLINE_AFTER_SEC go offline; returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.AGENT_OFFLINE_AFTER_SEC)
+    silent = Agent.objects.filter(status=AgentStatus.ONLINE, last_seen__lt=cutoff)
+    return sum(mark_offline(agent) for agent in silent)
+
+
+def revoke_agent_token(agent: Agent, *, actor=None) -> bool:
+    with transaction.atomic():
+        changed = Agent.objects.filter(pk=agent.pk, token_revoked_at__isnull=True).update(
+            token_revoked_at=timezone.now()
+        )
+    if changed:
+        logger.info(
+            "Agent %s token revoked by %s", agent.agent_id, getattr(actor, "username", actor)
+        )
+    return bool(changed)

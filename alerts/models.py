@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from siem.choices import Severity
+
+
+class AlertStatus(models.TextChoices):
+    NEW = "new", "new"
+    ACKNOWLEDGED = "acknowledged", "acknowledged"
+    INVESTIGATING = "investigating", "investigating"
+    RESOLVED = "resolved", "resolved"
+    FALSE_POSITIVE = "false_positive", "false positive"
+
+
+OPEN_STATUSES = (AlertStatus.NEW, AlertStatus.ACKNOWLEDGED, AlertStatus.INVESTIGATING)
+
+
+class AlertSource(models.TextChoices):
+    RULE = "rule", "detection rule"
+    AI = "ai", "AI analyzer"
+    MANUAL = "manual", "manual"
+
+
+class Alert(models.Model):
+    alert_id = models.BigAutoField(primary_key=True)
+    title = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    severity = models.PositiveSmallIntegerField(
+        choices=Severity.choices, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    category = models.CharField(max_length=64)
+    hostname = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.NEW)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_alerts",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+    source = models.CharField(max_length=8, choices=AlertSource.choices, default=AlertSource.MANUAL)
+    rule_id = models.CharField(
+        max_length=200, blank=True, help_text="Detection rule that raised it."
+    )
+    mitre_techniques = models.JSONField(default=list, blank=True)
+    events = models.ManyToManyField("events.SecurityEvent", blank=True, related_name="alerts")
+    # De-duplication: an open alert with the same key absorbs repeats (count, last_seen).
+    dedup_key = models.CharField(max_length=255, blank=True)
+    is_open = models.BooleanField(default=True, editable=False)
+    occurrence_count = models.PositiveIntegerField(default=1)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-alert_id"]
+        indexes = [
+            models.Index(fields=["status", "severity"], name="alert_status_sev_idx"),
+            models.Index(fields=["created_at"], name="alert_created_idx"),
+            models.Index(fields=["hostname", "created_at"], name="alert_host_idx"),
+            models.Index(fields=["category", "created_at"], name="alert_category_idx"),
+            models.Index(fields=["dedup_key", "is_open"], name="alert_dedup_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(severity__gte=1, severity__lte=5), name="alert_severity_1_5"
+            ),
+            # At most one open alert per de-duplication key, even with several workers racing.
+            models.UniqueConstraint(
+                fields=["dedup_key"],
+                condition=Q(is_open=True, dedup_key__gt=""),
+                name="alert_one_open_per_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.alert_id} {self.title}"
+
+
+class AlertActivity(models.Model):
+    """Audit trail: who changed what on an alert, when, and from which status."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="activities")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_name = models.CharField(
+        max_length=150, blank=True, help_text="User name, or the system component."
+    )
+    action = models.CharField(max_length=32)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "alert activities"
+        indexes = [models.Index(fields=["alert", "created_at"], name="alert_activity_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action} alert {self.alert_id}"

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from siem.choices import Severity
+
+
+class AnalysisStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    PROCESSING = "processing", "processing"
+    DONE = "done", "analyzed"
+    FAILED = "failed", "failed"
+
+
+class SecurityEvent(models.Model):
+    """One security event as received, with the AI analyzer's verdict once it has run."""
+
+    event_id = models.BigAutoField(primary_key=True)
+    timestamp = models.DateTimeField(
+        default=timezone.now, help_text="When the event happened (event time)."
+    )
+    received_at = models.DateTimeField(default=timezone.now, help_text="When the server stored it.")
+    computer = models.CharField(max_length=255)
+    agent = models.ForeignKey(
+        "agents.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    # The agent's own record id (Windows EventRecordID) so that a retried batch is stored once.
+    agent_record_id = models.BigIntegerField(null=True, blank=True)
+    event_code = models.IntegerField()
+    severity = models.PositiveSmallIntegerField(
+        choices=Severity.choices, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    message = models.TextField(blank=True)
+    source_type = models.CharField(max_length=100, default="Windows Security")
+    # Normalized fields most searches and rules need, copied out of `raw` at ingestion.
+    user_name = models.CharField(max_length=255, blank=True)
+    source_ip = models.CharField(max_length=64, blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+
+    ai_status = models.CharField(
+        max_length=16, choices=AnalysisStatus.choices, default=AnalysisStatus.PENDING
+    )
+    ai_score = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(100)]
+    )
+    ai_category = models.CharField(max_length=64, blank=True)
+    ai_description = models.TextField(blank=True)
+    ai_attempts = models.PositiveSmallIntegerField(default=0)
+    ai_claimed_at = models.DateTimeField(null=True, blank=True)
+    ai_analyzed_at = models.DateTimeField(null=True, blank=True)
+    ai_provider = models.CharField(max_length=32, blank=True)
+    ai_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-event_id"]
+        verbose_name = "security event"
+        indexes = [
+            models.Index(fields=["timestamp"], name="event_ts_idx"),
+            models.Index(fields=["received_at"], name="event_received_idx"),
+            models.Index(fields=["computer", "timestamp"], name="event_computer_ts_idx"),
+            models.Index(fields=["event_code", "timestamp"], name="event_code_ts_idx"),
+            models.Index(fields=["severity", "timestamp"], name="event_severity_ts_idx"),
+            models.Index(fields=["ai_status", "event_id"], name="event_ai_queue_idx"),
+            models.Index(fields=["ai_score", "timestamp"], name="event_ai_score_ts_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(severity__gte=1, severity__lte=5), name="event_severity_1_5"
+            ),
+            models.UniqueConstraint(
+                fields=["agent", "agent_record_id"],
+                condition=Q(agent__isnull=False, agent_record_id__isnull=False),
+                name="event_agent_record_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.event_id} {self.event_code} on {self.computer}"

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from siem.choices import Severity
+
+
+class IncidentStatus(models.TextChoices):
+    OPEN = "open", "open"
+    INVESTIGATING = "investigating", "investigating"
+    ESCALATED = "escalated", "escalated"
+    CLOSED = "closed", "closed"
+
+
+class Incident(models.Model):
+    incident_id = models.BigAutoField(primary_key=True)
+    title = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    severity = models.PositiveSmallIntegerField(
+        choices=Severity.choices, validators=[MinValueValidator(1), MaxValueValidator(5)]
+    )
+    status = models.CharField(
+        max_length=16, choices=IncidentStatus.choices, default=IncidentStatus.OPEN
+    )
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_incidents",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    alerts = models.ManyToManyField("alerts.Alert", blank=True, related_name="incidents")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-incident_id"]
+        indexes = [
+            models.Index(fields=["status", "severity"], name="incident_status_sev_idx"),
+            models.Index(fields=["created_at"], name="incident_created_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(severity__gte=1, severity__lte=5), name="incident_severity_1_5"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.incident_id} {self.title}"
+
+
+class IncidentActivity(models.Model):
+    """Audit trail of an incident: who changed what, when, from which status."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="activities")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32)
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "incident activities"
+        indexes = [models.Index(fields=["incident", "created_at"], name="incident_activity_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_name} {self.action} incident {self.incident_id}"

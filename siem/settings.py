@@ -1,0 +1,378 @@
+"""Settings for the SIEM: one module, every knob from the environment or `.env`.
+
+Every variable of SPEC.md "Settings" is read here with its default. Bad values raise
+`ImproperlyConfigured` with the variable's name, so an operator sees what to fix instead of a
+traceback from deep inside Django.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# `.env` in the project root, if present; real environment variables win over it.
+if (BASE_DIR / ".env").is_file() and not os.environ.get("SIEM_IGNORE_DOTENV"):
+    env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# The development key is public (it is in this file); production must set its own.
+DEV_SECRET_KEY = "django-insecure-siem-development-key-do-not-use-in-production"  # noqa: S105
+
+
+def _typed(name: str, cast, default):
+    """Read `name` with `cast`, turning a bad value into a clear ImproperlyConfigured."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"{name}: invalid value {os.environ.get(name)!r} ({exc})"
+        ) from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected true/false, got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: expected an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_str(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    return default if raw is None else raw
+
+
+DATA_DIR = Path(env_str("SIEM_DATA_DIR", str(BASE_DIR / "data")))
+
+# --- Core -------------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
+if not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY: must not be empty")
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "Refusing to start with DEBUG=False and the development SECRET_KEY. "
+        "Set SECRET_KEY in the environment or .env (`make run` writes a random one), "
+        "or set DEBUG=True on a development machine."
+    )
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+# Browser origins allowed to call the API and open WebSockets (besides ALLOWED_HOSTS).
+CORS_ORIGINS = env_list("CORS_ORIGINS", [])
+for _origin in CORS_ORIGINS:
+    _parts = urlsplit(_origin)
+    if _parts.scheme not in {"http", "https"} or not _parts.netloc:
+        raise ImproperlyConfigured(
+            f"CORS_ORIGINS: {_origin!r} is not an origin like http://host:port"
+        )
+CORS_ALLOWED_ORIGINS = CORS_ORIGINS
+CORS_ALLOW_CREDENTIALS = env_bool("CORS_ALLOW_CREDENTIALS", False)
+CSRF_TRUSTED_ORIGINS = CORS_ORIGINS
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "channels",
+    "siem",
+    "accounts",
+    "events",
+    "alerts",
+    "incidents",
+    "agents",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "siem.urls"
+WSGI_APPLICATION = "siem.wsgi.application"
+ASGI_APPLICATION = "siem.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DEFAULT_DATABASE_URL = f"sqlite:///{DATA_DIR / 'siem.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL
+
+
+def database_from_url(url: str) -> dict:
+    """Django DATABASES entry for `url`: sqlite://, postgres://, mssql://.
+
+    SQL Server goes through mssql-django ("mssql" engine) with the mssql-python driver, which
+    needs no system ODBC driver; `?driver=...` and other query options pass through to OPTIONS.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql", "mssql"}:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL: unsupported scheme {scheme!r}; use sqlite://, postgres:// or mssql://"
+        )
+    try:
+        config = environ.Env.db_url_config(url)
+    except Exception as exc:  # environ raises assorted errors on malformed URLs
+        raise ImproperlyConfigured(f"DATABASE_URL: cannot parse ({exc})") from exc
+    if scheme == "mssql":
+        config["ENGINE"] = "mssql"
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("driver", "ODBC Driver 18 for SQL Server")
+        # mssql-django 2.0: OPTIONS["python_driver"] = "mssql_python" selects the mssql-python
+        # driver, which needs no system ODBC installation (?python_driver=pyodbc selects pyodbc).
+        options.setdefault("python_driver", "mssql_python")
+    elif config["ENGINE"] == "django.db.backends.sqlite3":
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        # Agents, workers and daphne write concurrently: wait for the lock instead of failing.
+        config.setdefault("OPTIONS", {}).setdefault("timeout", 30)
+        config["OPTIONS"].setdefault(
+            "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        )
+        config["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    config.setdefault("CONN_MAX_AGE", env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+    config.setdefault("CONN_HEALTH_CHECKS", True)
+    config.setdefault("TEST", {})
+    test_name = os.environ.get("SIEM_TEST_DB_NAME")
+    if test_name:
+        config["TEST"]["NAME"] = test_name
+    return config
+
+
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: channel layer, Celery broker, presence ---------------------------------------------
+# Unset REDIS_URL: `manage.py runsiem` starts an embedded Redis and records its URL in
+# DATA_DIR/embedded-redis.url, which every process it starts (and any manage.py command
+# run meanwhile) picks up from here.
+EMBEDDED_REDIS_URL_FILE = DATA_DIR / "embedded-redis.url"
+
+
+def _redis_url() -> tuple[str, bool]:
+    explicit = os.environ.get("REDIS_URL", "").strip()
+    if explicit:
+        if urlsplit(explicit).scheme not in {"redis", "rediss", "unix"}:
+            raise ImproperlyConfigured(
+                f"REDIS_URL: expected redis://, rediss:// or unix://, got {explicit!r}"
+            )
+        return explicit, False
+    if EMBEDDED_REDIS_URL_FILE.is_file():
+        recorded = EMBEDDED_REDIS_URL_FILE.read_text().strip()
+        if recorded:
+            return recorded, True
+    return "redis://127.0.0.1:6379/0", True
+
+
+REDIS_URL, REDIS_EMBEDDED = _redis_url()
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "siem")
+
+CHANNEL_LAYER_BACKEND = env_str(
+    "CHANNEL_LAYER_BACKEND", "channels_redis.pubsub.RedisPubSubChannelLayer"
+)
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": CHANNEL_LAYER_BACKEND,
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:layer"},
+    }
+}
+
+# --- Celery ------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# --- Authentication ----------------------------------------------------------------------------
+JWT_ACCESS_TOKEN_LIFETIME_SEC = env_int("JWT_ACCESS_TOKEN_LIFETIME_SEC", 28800, minimum=60)
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_FAILURE_WINDOW_SEC = env_int("LOGIN_FAILURE_WINDOW_SEC", 300, minimum=1)
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=JWT_ACCESS_TOKEN_LIFETIME_SEC),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "JTI_CLAIM": "jti",
+    "UPDATE_LAST_LOGIN": True,
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Background work ---------------------------------------------------------------------------
+AI_PROCESS_INTERVAL_SEC = env_int("AI_PROCESS_INTERVAL_SEC", 60, minimum=1)
+AI_BATCH_SIZE = env_int("AI_BATCH_SIZE", 10, minimum=1)
+AI_RETRY_ATTEMPTS = env_int("AI_RETRY_ATTEMPTS", 3, minimum=1)
+AI_PROVIDER = env_str("AI_PROVIDER", "builtin").strip().lower()
+if AI_PROVIDER not in {"builtin", "deepseek", "yandexgpt", "openai"}:
+    raise ImproperlyConfigured(
+        f"AI_PROVIDER: expected builtin, deepseek, yandexgpt or openai, got {AI_PROVIDER!r}"
+    )
+AI_BASE_URL = env_str("AI_BASE_URL", "")
+AI_API_KEY = env_str("AI_API_KEY", "")
+AI_MODEL = env_str("AI_MODEL", "")
+AI_FOLDER_ID = env_str("AI_FOLDER_ID", "")
+AI_TIMEOUT_SEC = env_int("AI_TIMEOUT_SEC", 30, minimum=1)
+AI_MASK_SENSITIVE = env_bool("AI_MASK_SENSITIVE", False)
+AI_NOTIFY_THRESHOLD = env_int("AI_NOTIFY_THRESHOLD", 70, minimum=0)
+AI_ALERT_THRESHOLD = env_int("AI_ALERT_THRESHOLD", 85, minimum=0)
+if AI_ALERT_THRESHOLD < AI_NOTIFY_THRESHOLD:
+    raise ImproperlyConfigured("AI_ALERT_THRESHOLD must not be below AI_NOTIFY_THRESHOLD")
+
+DASHBOARD_UPDATE_INTERVAL_SEC = env_int("DASHBOARD_UPDATE_INTERVAL_SEC", 30, minimum=1)
+AGENT_OFFLINE_AFTER_SEC = env_int("AGENT_OFFLINE_AFTER_SEC", 300, minimum=10)
+AGENT_WATCHDOG_INTERVAL_SEC = env_int("AGENT_WATCHDOG_INTERVAL_SEC", 30, minimum=1)
+# Empty enrollment key: enrollment is disabled (safe default).
+AGENT_ENROLLMENT_KEY = env_str("AGENT_ENROLLMENT_KEY", "")
+
+# --- Ingestion limits (documented in README) ---------------------------------------------------
+EVENTS_BULK_MAX = env_int("EVENTS_BULK_MAX", 1000, minimum=1)
+AGENT_BATCH_MAX = env_int("AGENT_BATCH_MAX", 1000, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
+
+# --- Detection ---------------------------------------------------------------------------------
+SIGMA_RULES_DIR = env_str("SIGMA_RULES_DIR", "")
+
+# --- REST framework ----------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.SessionJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.SearchFilter",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "siem.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SIEM API",
+    "DESCRIPTION": "Security events, alerts, incidents and agents, with live WebSocket updates.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
+
+# --- I18N, static ------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Security defaults -------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- Logging -----------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_tokens": {"()": "siem.logging.RedactTokensFilter"}},
+    "formatters": {
+        # The guide's monitoring lines read "INFO - User admin connecting to alerts channel".
+        "plain": {"format": "%(levelname)s - %(message)s"},
+        "timed": {"format": "%(asctime)s %(levelname)s - %(name)s - %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_tokens"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.channels.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "daphne": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "celery": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

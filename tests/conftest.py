@@ -1,0 +1,58 @@
+"""Shared fixtures: a few named users with their roles, and an isolated Redis namespace.
+
+Users (password for all: `Passw0rd!x`):
+- `admin`    — group admin: everything
+- `analyst`  — group analyst: reads all, triages alerts and incidents, creates events
+- `viewer`   — group viewer: reads only
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+PASSWORD = "Passw0rd!x"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_redis_namespace():
+    """Give this test run its own Redis key prefix, so parallel runs never see each other."""
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    prefix = f"siemtest-{uuid.uuid4().hex[:8]}"
+    settings.REDIS_KEY_PREFIX = prefix
+    layers = {
+        name: {**conf, "CONFIG": {**conf.get("CONFIG", {}), "prefix": f"{prefix}:layer"}}
+        for name, conf in settings.CHANNEL_LAYERS.items()
+    }
+    settings.CHANNEL_LAYERS = layers
+    channel_layers.backends = {}
+    yield prefix
+    channel_layers.backends = {}
+
+
+def _user(username: str, role: str | None) -> User:
+    user = User.objects.create_user(
+        username=username, password=PASSWORD, email=f"{username}@example.test"
+    )
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return _user("admin", "admin")
+
+
+@pytest.fixture
+def analyst(db) -> User:
+    return _user("analyst", "analyst")
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    return _user("viewer", "viewer")
