@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from agents import services
+from agents.models import Agent
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    # token_hash is deliberately absent from every view: not even its hash is shown.
+    list_display = (
+        "hostname",
+        "agent_id",
+        "status",
+        "ip_address",
+        "os",
+        "version",
+        "last_seen",
+        "registered_at",
+        "token_active",
+    )
+    list_filter = ("status", "os", "version")
+    search_fields = ("hostname", "=agent_id", "ip_address")
+    date_hierarchy = "registered_at"
+    ordering = ("hostname",)
+    fields = (
+        "agent_id",
+        "hostname",
+        "ip_address",
+        "os",
+        "version",
+        "status",
+        "last_seen",
+        "registered_at",
+        "token_revoked_at",
+    )
+    readonly_fields = ("agent_id", "status", "last_seen", "registered_at", "token_revoked_at")
+    actions = ["revoke_tokens", "mark_offline"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # agents enroll themselves with the enrollment key
+
+    @admin.display(boolean=True, description="token active")
+    def token_active(self, obj: Agent) -> bool:
+        return obj.token_active
+
+    @admin.action(description="Revoke the selected agents' tokens")
+    def revoke_tokens(self, request, queryset):
+        count = sum(services.revoke_agent_token(agent, actor=request.user) for agent in queryset)
+        self.message_user(request, f"Revoked {count} agent token(s).", messages.SUCCESS)
+
+    @admin.action(description="Mark the selected agents offline")
+    def mark_offline(self, request, queryset):
+        count = sum(
+            services.mark_offline(agent, reason=f"set by {request.user}") for agent in queryset
+        )
+        self.message_user(request, f"{count} agent(s) marked offline.", messages.SUCCESS)

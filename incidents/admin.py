@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import transaction
+
+from incidents import services
+from incidents.models import Incident, IncidentActivity
+from siem.errors import InvalidTransition
+
+
+class IncidentActivityInline(admin.TabularInline):
+    model = IncidentActivity
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "actor_name", "action", "from_status", "to_status", "note")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = (
+        "incident_id",
+        "title",
+        "severity",
+        "status",
+        "escalation_level",
+        "assigned_to",
+        "created_at",
+        "closed_at",
+    )
+    list_filter = ("status", "severity", "escalation_level", "assigned_to")
+    search_fields = ("title", "description", "resolution")
+    date_hierarchy = "created_at"
+    ordering = ("-created_at",)
+    readonly_fields = (
+        "incident_id",
+        "status",
+        "escalation_level",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "closed_at",
+    )
+    filter_horizontal = ("alerts",)
+    list_select_related = ("assigned_to",)
+    inlines = [IncidentActivityInline]
+    actions = ["escalate_selected", "close_selected"]
+
+    def _apply(self, request, queryset, verb, change) -> None:
+        done = 0
+        for incident in queryset:
+            try:
+                with transaction.atomic():
+                    change(incident)
+                done += 1
+            except InvalidTransition as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+        if done:
+            self.message_user(request, f"{verb.capitalize()} {done} incident(s).", messages.SUCCESS)
+
+    @admin.action(description="Escalate selected incidents")
+    def escalate_selected(self, request, queryset):
+        self._apply(
+            request,
+            queryset,
+            "escalated",
+            lambda incident: services.escalate_incident(
+                incident, actor=request.user, reason="Escalated from the admin"
+            ),
+        )
+
+    @admin.action(description="Close selected incidents")
+    def close_selected(self, request, queryset):
+        self._apply(
+            request,
+            queryset,
+            "closed",
+            lambda incident: services.close_incident(
+                incident, actor=request.user, resolution="Closed from the admin"
+            ),
+        )
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            created = services.create_incident(
+                title=obj.title,
+                severity=obj.severity,
+                description=obj.description,
+                assigned_to=obj.assigned_to,
+                actor=request.user,
+            )
+            obj.pk = created.pk
+            obj.incident_id = created.incident_id
+            return
+        fields = {
+            name: form.cleaned_data[name]
+            for name in form.changed_data
+            if name in {"title", "description", "severity", "assigned_to"}
+        }
+        if fields:
+            services.update_incident(Incident.objects.get(pk=obj.pk), actor=request.user, **fields)
+
+    def save_related(self, request, form, formsets, change):
+        form.save_m2m()
