@@ -1,0 +1,137 @@
+"""Alert representation (with event ids and, for one alert, its activity timeline) and inputs."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from alerts.models import Alert, AlertStatus
+from events.api.serializers import StrictIntegerField
+from events.models import SecurityEvent
+
+MAX_LINKED_IDS = 1000
+
+
+class ActivitySerializer(serializers.Serializer):
+    action = serializers.CharField()
+    actor = serializers.CharField(source="actor_name")
+    from_status = serializers.CharField()
+    to_status = serializers.CharField()
+    note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    assigned_to = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    event_ids = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Alert
+        fields = [
+            "alert_id",
+            "title",
+            "description",
+            "severity",
+            "category",
+            "hostname",
+            "status",
+            "assigned_to",
+            "acknowledged_at",
+            "resolved_at",
+            "resolution",
+            "source",
+            "rule_id",
+            "mitre_techniques",
+            "occurrence_count",
+            "first_seen",
+            "last_seen",
+            "created_at",
+            "updated_at",
+            "event_ids",
+        ]
+        read_only_fields = fields
+
+    def get_event_ids(self, alert: Alert) -> list[int]:
+        # Uses the view's prefetch (ids only) instead of a query per alert.
+        return sorted(event.pk for event in alert.events.all())
+
+
+class AlertDetailSerializer(AlertSerializer):
+    timeline = ActivitySerializer(source="activities", many=True, read_only=True)
+
+    class Meta(AlertSerializer.Meta):
+        fields = [*AlertSerializer.Meta.fields, "timeline"]
+        read_only_fields = fields
+
+
+def unknown_fields(serializer: serializers.Serializer) -> set[str]:
+    """Keys of the request body that the serializer does not know (a PATCH typo is an error)."""
+    data = serializer.initial_data
+    return set(data) - set(serializer.fields) if isinstance(data, dict) else set()
+
+
+def existing_ids(model, ids: list[int], field: str) -> list:
+    """The rows for `ids`, or a field error naming the ids that do not exist."""
+    ids = list(dict.fromkeys(ids))
+    rows = list(model.objects.filter(pk__in=ids))
+    missing = sorted(set(ids) - {row.pk for row in rows})
+    if missing:
+        raise serializers.ValidationError({field: f"Unknown ids: {missing[:20]}"})
+    return rows
+
+
+class AlertCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=255)
+    severity = StrictIntegerField(min_value=1, max_value=5)
+    category = serializers.CharField(max_length=64)
+    hostname = serializers.CharField(max_length=255, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    event_ids = serializers.ListField(
+        child=StrictIntegerField(min_value=1), required=False, max_length=MAX_LINKED_IDS
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        attrs["events"] = existing_ids(SecurityEvent, attrs.pop("event_ids", []), "event_ids")
+        return attrs
+
+
+class AlertUpdateSerializer(serializers.Serializer):
+    """PATCH: any subset; resolving via status works too (resolve endpoint has more options)."""
+
+    title = serializers.CharField(max_length=255, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    severity = StrictIntegerField(min_value=1, max_value=5, required=False)
+    category = serializers.CharField(max_length=64, required=False)
+    hostname = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=AlertStatus.choices, required=False)
+    assigned_to = serializers.CharField(
+        max_length=150, required=False, allow_null=True, help_text="Username; null unassigns."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = unknown_fields(self)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: "This field cannot be changed." for name in sorted(unknown)}
+            )
+        if not attrs:
+            raise serializers.ValidationError({"detail": "Nothing to change."})
+        return attrs
+
+
+class AcknowledgeSerializer(serializers.Serializer):
+    assigned_to = serializers.CharField(
+        max_length=150, required=False, help_text="Username; default: the caller."
+    )
+
+
+class AssignSerializer(serializers.Serializer):
+    assigned_to = serializers.CharField(
+        max_length=150, allow_null=True, help_text="Username; null unassigns."
+    )
+
+
+class ResolveSerializer(serializers.Serializer):
+    resolution = serializers.CharField(required=False, allow_blank=True, default="")
+    false_positive = serializers.BooleanField(required=False, default=False)

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from incidents.api import views
+from siem.api_common import route
+
+_ONE = r"incidents/(?P<incident_id>[0-9]+)"
+
+urlpatterns = [
+    route("incidents", views.IncidentListView.as_view(), "incident-list"),
+    route(_ONE, views.IncidentDetailView.as_view(), "incident-detail"),
+    route(f"{_ONE}/escalate", views.IncidentEscalateView.as_view(), "incident-escalate"),
+    route(f"{_ONE}/close", views.IncidentCloseView.as_view(), "incident-close"),
+]

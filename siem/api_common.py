@@ -1,0 +1,80 @@
+"""REST plumbing shared by every endpoint: body-size-limited JSON parsing and pagination."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.urls import re_path
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+
+
+class RequestTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON bodies up to DATA_UPLOAD_MAX_MEMORY_SIZE bytes; larger ones get a clear 413.
+
+    DRF reads the raw stream, which Django does not limit, so the limit is enforced here,
+    reading at most limit + 1 bytes whatever the (possibly absent) Content-Length says.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        request = (parser_context or {}).get("request")
+        declared = _content_length(request)
+        if declared is not None and declared > limit:
+            raise _too_large(limit)
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise _too_large(limit)
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            return json.loads(body.decode(encoding), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"JSON parse error - {exc}") from None
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
+
+
+def _reject_constant(name: str):
+    # NaN and Infinity are not JSON (RFC 8259) and no database JSON column stores them.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _content_length(request) -> int | None:
+    if request is None:
+        return None
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"Request body too large: the limit is {limit} bytes (MAX_REQUEST_BODY_BYTES)."
+    )
+
+
+class StandardPagination(PageNumberPagination):
+    """`?page=N&page_size=M` (default 50, at most 500)."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+def route(pattern: str, view, name: str):
+    """A URL pattern under /api/v1/ whose trailing slash is optional (`events` == `events/`)."""
+    return re_path(rf"^{pattern}/?$", view, name=name)
+
+
+def client_ip(request) -> str | None:
+    """The peer address. X-Forwarded-For is not trusted: any client could forge it and so
+    escape the per-IP login throttle; put the real address in REMOTE_ADDR at the proxy."""
+    return request.META.get("REMOTE_ADDR") or None

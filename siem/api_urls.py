@@ -1,0 +1,21 @@
+"""Everything under /api/v1/ (trailing slashes optional on every path)."""
+
+from __future__ import annotations
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+import siem.openapi  # noqa: F401  (registers the authentication schemes for the schema)
+from siem.api_common import route
+from siem.api_views import DashboardStatisticsView
+
+urlpatterns = [
+    path("", include("accounts.api.urls")),
+    path("", include("events.api.urls")),
+    path("", include("alerts.api.urls")),
+    path("", include("incidents.api.urls")),
+    path("", include("agents.api.urls")),
+    route("dashboard/statistics", DashboardStatisticsView.as_view(), "dashboard-statistics"),
+    route("schema", SpectacularAPIView.as_view(), "api-schema"),
+    route("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), "api-docs"),
+]
