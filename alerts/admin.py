@@ -127,7 +127,3 @@ class AlertAdmin(admin.ModelAdmin):
         }
         if fields:
             services.update_alert(Alert.objects.get(pk=obj.pk), actor=request.user, **fields)
-
-    def save_related(self, request, form, formsets, change):
-        # Linked events are edited here directly; activity rows are written by the services.
-        form.save_m2m()

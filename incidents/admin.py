@@ -102,6 +102,3 @@ class IncidentAdmin(admin.ModelAdmin):
         }
         if fields:
             services.update_incident(Incident.objects.get(pk=obj.pk), actor=request.user, **fields)
-
-    def save_related(self, request, form, formsets, change):
-        form.save_m2m()

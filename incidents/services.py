@@ -121,14 +121,15 @@ def update_incident(
                 incident.closed_at = None
         if "assigned_to" in changes:
             changes["assigned_to"] = _resolve_user(changes["assigned_to"])
-        for name, value in changes.items():
-            setattr(incident, name, value)
-        incident.updated_at = timezone.now()
-        incident.save()
-        if alerts is not None:
-            incident.alerts.set(list(alerts))
-        _log(incident, actor, "updated", previous, note=", ".join(sorted(changes)))
-        get_connection_manager().broadcast_incident(incident, action="updated")
+        if changes or alerts is not None:
+            for name, value in changes.items():
+                setattr(incident, name, value)
+            incident.updated_at = timezone.now()
+            incident.save()
+            if alerts is not None:
+                incident.alerts.set(list(alerts))
+            _log(incident, actor, "updated", previous, note=", ".join(sorted(changes)))
+            get_connection_manager().broadcast_incident(incident, action="updated")
         if target == IncidentStatus.CLOSED:
             incident = close_incident(incident, actor=actor)
     return incident

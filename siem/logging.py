@@ -12,7 +12,9 @@ _PATTERNS = [
         re.compile(r"(?i)\b(token|ticket|access_token|agent_token|enrollment_key)=[^&\s\"']+"),
         r"\1=[redacted]",
     ),
-    (re.compile(r"(?i)\b(Bearer|Agent)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),
+    (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]{8,}"), "Bearer [redacted]"),
+    # Agent tokens carry a fixed prefix, so agent ids (UUIDs) in log lines stay readable.
+    (re.compile(r"\bagt_[A-Za-z0-9_-]{8,}"), "agt_[redacted]"),
 ]
 
 

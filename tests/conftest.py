@@ -56,3 +56,26 @@ def analyst(db) -> User:
 @pytest.fixture
 def viewer(db) -> User:
     return _user("viewer", "viewer")
+
+
+@pytest.fixture
+def broadcasts(monkeypatch):
+    """Messages the server actually hands to the channel layer, as (group, message) pairs.
+
+    A spy, not a mock: every call still goes through to the real Redis channel layer. Use it
+    with `django_capture_on_commit_callbacks(execute=True)` to see what a write broadcasts once
+    its transaction commits (Zulip's `capture_send_event_calls`).
+    """
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    sent: list[tuple[str, dict]] = []
+    original = layer.group_send
+
+    async def spy(group, payload):
+        if payload.get("type") == "broadcast":
+            sent.append((group, payload["message"]))
+        return await original(group, payload)
+
+    monkeypatch.setattr(layer, "group_send", spy)
+    return sent
