@@ -8,7 +8,9 @@ reaches a browser. A failing Redis is logged, never raised into the caller.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -30,8 +32,25 @@ ROUTES = {
 }
 
 
+# Channels group names: ASCII letters, digits, hyphens, underscores, periods; under 100 chars.
+_GROUP_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+
+
+SEND_TIMEOUT_SEC = 5
+
+
 def group_name(channel: str) -> str:
     return f"siem.{channel}"
+
+
+def session_group(jti: str) -> str:
+    """Every socket opened with one token joins its session's group, so revocation is targeted."""
+    return f"siem.session.{jti}"
+
+
+def encode(message: dict[str, Any]) -> str:
+    """The JSON text a client receives; serialized once per write, not once per socket."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 class ConnectionManager:
@@ -69,10 +88,18 @@ class ConnectionManager:
     def broadcast_statistics(self, data: dict[str, Any]):
         return self._publish(messages.envelope("statistics", "updated", data))
 
-    def revoke_sessions(self, jtis: list[str]) -> None:
-        """Ask every server process to close sockets opened with these token ids."""
-        payload = {"type": "session.revoked", "jtis": list(jtis)}
-        self._after_commit([(group_name("sessions"), payload)])
+    def revoke_sessions(self, jtis: list[str]):
+        """Close, in every server process, the sockets opened with these token ids.
+
+        One message per session group: only the sockets of that token wake up. (Each consumer
+        also re-checks its session every REALTIME_SESSION_RECHECK_SEC, in case this is lost.)
+        """
+        sends = [
+            (session_group(jti), {"type": "session.revoked", "jtis": [jti]})
+            for jti in dict.fromkeys(str(j) for j in jtis)
+            if _GROUP_SAFE.match(jti)
+        ]
+        return self._after_commit(sends)
 
     # --- presence --------------------------------------------------------------------------
     def get_channel_count(self, channel: str) -> int:
@@ -94,11 +121,10 @@ class ConnectionManager:
         return self._publish_many([message])
 
     def _publish_many(self, batch: list[dict[str, Any]]):
-        sends = [
-            (group_name(channel), {"type": "broadcast", "message": message})
-            for message in batch
-            for channel in ROUTES[message["type"]]
-        ]
+        sends = []
+        for message in batch:
+            payload = {"type": "broadcast", "text": encode(message)}
+            sends.extend((group_name(channel), payload) for channel in ROUTES[message["type"]])
         return self._after_commit(sends)
 
     def _after_commit(self, sends: list[tuple[str, dict[str, Any]]]):
@@ -108,23 +134,31 @@ class ConnectionManager:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            transaction.on_commit(lambda: self._send_sync(sends))
+            # robust: a failing broadcast never stops the other on-commit callbacks.
+            transaction.on_commit(lambda: self._send_sync(sends), robust=True)
             return None
         return asyncio.ensure_future(self._send(sends))
 
     def _send_sync(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
-        async_to_sync(self._send)(sends)
+        try:
+            async_to_sync(self._send)(sends)
+        except Exception:
+            logger.exception("Broadcast of %d message(s) failed", len(sends))
 
     async def _send(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
         try:
-            for group, payload in sends:
-                await layer.group_send(group, payload)
-        except Exception:
+            # Bounded: a hung Redis must not hold a request (or a worker) hostage.
+            async with asyncio.timeout(SEND_TIMEOUT_SEC):
+                for group, payload in sends:
+                    await layer.group_send(group, payload)
+        except Exception as exc:
             # Redis down or unreachable: the write is committed and stays; log, never raise.
-            logger.exception("Broadcast of %d message(s) failed; Redis unavailable?", len(sends))
+            logger.warning(
+                "Broadcast of %d message(s) failed (Redis unavailable?): %r", len(sends), exc
+            )
 
 
 _manager = ConnectionManager()

@@ -12,5 +12,9 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (Django must be set up first)
 
 from realtime.routing import websocket_application  # noqa: E402
+from siem.logging import redact_daphne_access_log  # noqa: E402
+
+# daphne writes its access log straight to a stream, with the query string of HTTP requests.
+redact_daphne_access_log()
 
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})

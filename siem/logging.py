@@ -34,3 +34,27 @@ class RedactTokensFilter(logging.Filter):
             record.msg = cleaned
             record.args = None
         return True
+
+
+def strip_query(request_line: str) -> str:
+    """`GET /api/x?token=… HTTP` → `GET /api/x HTTP`: access logs never carry query strings."""
+    return re.sub(r"\?[^\s\"]*", "", request_line)
+
+
+def redact_daphne_access_log() -> None:
+    """Make daphne's access log (written straight to a stream, not through `logging`) drop
+    query strings and redact tokens. Idempotent; called from siem.asgi, which daphne imports
+    before it serves anything."""
+    try:
+        from daphne.access import AccessLogGenerator
+    except ImportError:  # daphne not installed: nothing to patch
+        return
+    if getattr(AccessLogGenerator.write_entry, "_siem_redacted", False):
+        return
+    original = AccessLogGenerator.write_entry
+
+    def write_entry(self, host, date, request, *args, **kwargs):
+        return original(self, host, date, redact(strip_query(str(request))), *args, **kwargs)
+
+    write_entry._siem_redacted = True
+    AccessLogGenerator.write_entry = write_entry

@@ -66,6 +66,8 @@ def broadcasts(monkeypatch):
     with `django_capture_on_commit_callbacks(execute=True)` to see what a write broadcasts once
     its transaction commits (Zulip's `capture_send_event_calls`).
     """
+    import json
+
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
@@ -74,7 +76,8 @@ def broadcasts(monkeypatch):
 
     async def spy(group, payload):
         if payload.get("type") == "broadcast":
-            sent.append((group, payload["message"]))
+            # The manager ships the JSON text clients receive (serialized once per write).
+            sent.append((group, json.loads(payload["text"])))
         return await original(group, payload)
 
     monkeypatch.setattr(layer, "group_send", spy)

@@ -1,0 +1,213 @@
+"""The `/ws/<channel>` consumer: authentication outcome, joining groups, ping, fan-out, revocation.
+
+Life of a socket:
+1. Accept, then refuse (error message + application close code) if the middleware found no
+   token (4001) or a bad one (4003), or the channel is unknown (4004).
+2. Join the channel's group and the group of the token's session (`siem.session.<jti>`), then
+   re-check the session: a logout that happened between validation and joining would otherwise
+   never reach this socket.
+3. Record presence, send the `connection` message, log the guide's two lines.
+4. Serve: `ping` → `pong`; anything else → `error`, the socket stays open. Group messages carry
+   the JSON text already serialized by the manager, so fan-out costs one send per socket.
+5. Close with `Invalid token` / 4003 when the session is revoked (group message, or the periodic
+   re-check as a safety net when that message was lost) or when the token expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from accounts.models import Session
+from realtime import messages, presence
+from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED
+from realtime.manager import group_name, session_group
+
+logger = logging.getLogger("realtime")
+
+CLOSE_TOKEN_REQUIRED = 4001
+CLOSE_INVALID_TOKEN = 4003
+CLOSE_UNKNOWN_CHANNEL = 4004
+CLOSE_UNAVAILABLE = 1011
+
+# Client input larger than this is not parsed (a ping is 4 or 16 bytes).
+MAX_CLIENT_MESSAGE = 1024
+UNSUPPORTED = 'Unsupported message: send "ping" or {"type": "ping"}'
+
+
+def _inactive_jtis(jtis: list[str]) -> set[str]:
+    """Which of these token ids no longer have an active session with an active user."""
+    active = set(
+        Session.objects.active()
+        .filter(jti__in=jtis, user__is_active=True)
+        .values_list("jti", flat=True)
+    )
+    return set(jtis) - active
+
+
+class _SessionWatch:
+    """Per event loop: re-checks the sessions of open sockets every few seconds.
+
+    The `session.revoked` group message closes sockets within milliseconds; this one query per
+    process per interval is the safety net for a message lost while Redis was unreachable.
+    """
+
+    def __init__(self) -> None:
+        self.consumers: weakref.WeakSet[RealtimeConsumer] = weakref.WeakSet()
+        self.task: asyncio.Task | None = None
+
+    def add(self, consumer: RealtimeConsumer) -> None:
+        self.consumers.add(consumer)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        interval = float(getattr(settings, "REALTIME_SESSION_RECHECK_SEC", 30))
+        while self.consumers:
+            await asyncio.sleep(interval)
+            by_jti: dict[str, list[RealtimeConsumer]] = {}
+            for consumer in list(self.consumers):
+                if consumer.jti:
+                    by_jti.setdefault(consumer.jti, []).append(consumer)
+            if not by_jti:
+                continue
+            try:
+                inactive = await database_sync_to_async(_inactive_jtis)(list(by_jti))
+            except Exception:
+                logger.exception("Session re-check failed; retrying")
+                continue
+            for jti in inactive:
+                for consumer in by_jti[jti]:
+                    await consumer.refuse_token()
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SessionWatch] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _watch() -> _SessionWatch:
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = _SessionWatch()
+    return watch
+
+
+def _session_active(jti: str) -> bool:
+    return not _inactive_jtis([jti])
+
+
+class RealtimeConsumer(AsyncWebsocketConsumer):
+    channel: str | None = None
+    jti: str | None = None
+    username: str = ""
+    joined: tuple[str, ...] = ()
+    _expiry: asyncio.TimerHandle | None = None
+    _closing = False
+
+    async def connect(self) -> None:
+        await self.accept()
+        error = self.scope.get("auth_error")
+        if error or self.scope.get("token_identity") is None:
+            error = error or TOKEN_REQUIRED
+            code = CLOSE_TOKEN_REQUIRED if error == TOKEN_REQUIRED else CLOSE_INVALID_TOKEN
+            await self._refuse(error, code)
+            return
+        channel = self.scope["url_route"]["kwargs"].get("channel", "")
+        if channel not in messages.CHANNELS:
+            await self._refuse("Unknown channel", CLOSE_UNKNOWN_CHANNEL)
+            return
+        identity = self.scope["token_identity"]
+        self.jti = identity.jti
+        self.username = identity.user.get_username()
+        logger.info("User %s connecting to %s channel", self.username, channel)
+        try:
+            for group in (group_name(channel), session_group(self.jti)):
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.joined += (group,)
+        except Exception:
+            logger.exception("Cannot join channel %r: channel layer unavailable", channel)
+            await self._leave_groups()
+            await self._refuse("Real-time service unavailable", CLOSE_UNAVAILABLE)
+            return
+        if not await database_sync_to_async(_session_active)(self.jti):
+            await self._leave_groups()
+            await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
+            return
+        self.channel = channel
+        total = await presence.join(channel, self.channel_name)
+        await self.send(text_data=json.dumps(messages.connection(channel)))
+        logger.info("Client connected to channel '%s' (total: %d)", channel, total)
+        _watch().add(self)
+        self._schedule_expiry(identity.session.expires_at.timestamp())
+
+    async def disconnect(self, code) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await self._leave_groups()
+        if self.channel is None:
+            return
+        channel, self.channel = self.channel, None
+        remaining = await presence.leave(channel, self.channel_name)
+        logger.info("User %s disconnected from %s channel", self.username, channel)
+        logger.info("Client disconnected from channel '%s' (remaining: %d)", channel, remaining)
+
+    # --- client input --------------------------------------------------------------------
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        if text_data is not None and len(text_data) <= MAX_CLIENT_MESSAGE:
+            if text_data.strip() == "ping":
+                await self._send_json(messages.pong())
+                return
+            try:
+                parsed = json.loads(text_data)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, dict) and parsed.get("type") == "ping":
+                await self._send_json(messages.pong())
+                return
+        await self._send_json(messages.error(UNSUPPORTED))
+
+    # --- group messages ------------------------------------------------------------------
+    async def broadcast(self, event) -> None:
+        """A message from the manager; `text` is the JSON the client receives."""
+        if self.channel is not None and not self._closing:
+            await self.send(text_data=event["text"])
+
+    async def session_revoked(self, event) -> None:
+        if self.jti in event.get("jtis", ()):
+            await self.refuse_token()
+
+    # --- closing -------------------------------------------------------------------------
+    async def refuse_token(self) -> None:
+        """The session ended (logout, admin revocation, expiry, user deactivated)."""
+        if self.channel is not None and not self._closing:
+            await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
+
+    def _schedule_expiry(self, expires_at: float) -> None:
+        delay = max(0.0, expires_at - time.time())
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(delay, lambda: asyncio.ensure_future(self.refuse_token()))
+
+    async def _refuse(self, message: str, code: int) -> None:
+        self._closing = True
+        await self._send_json(messages.error(message))
+        await self.close(code=code)
+
+    async def _leave_groups(self) -> None:
+        joined, self.joined = self.joined, ()
+        for group in joined:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:
+                logger.warning("Leaving group %s failed: channel layer unavailable", group)
+
+    async def _send_json(self, message: dict) -> None:
+        await self.send(text_data=json.dumps(message))

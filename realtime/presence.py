@@ -1,0 +1,194 @@
+"""Cross-process connection counts, kept in Redis.
+
+Every open WebSocket is one member of the sorted set `<REDIS_KEY_PREFIX>:presence:<channel>`,
+scored with the moment its record expires. The process holding the socket refreshes the
+scores of all its sockets every `REALTIME_PRESENCE_REFRESH_SEC` in one pipeline (one round
+trip per process, not per socket). A clean disconnect removes the member at once; a process
+that dies stops refreshing, so its members fall out of every count after
+`REALTIME_PRESENCE_TTL_SEC`. Counting ignores members whose score is in the past.
+
+Only `settings.REDIS_URL` and `settings.REDIS_KEY_PREFIX` are used, so the embedded Redis of
+`runsiem` works the same as a real one. The prefix is read at call time (tests change it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+
+import redis
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from realtime.messages import CHANNELS
+
+logger = logging.getLogger("realtime")
+
+DEFAULT_TTL_SEC = 30
+DEFAULT_REFRESH_SEC = 10
+
+
+def ttl_seconds() -> float:
+    return float(getattr(settings, "REALTIME_PRESENCE_TTL_SEC", DEFAULT_TTL_SEC))
+
+
+def refresh_seconds() -> float:
+    return float(getattr(settings, "REALTIME_PRESENCE_REFRESH_SEC", DEFAULT_REFRESH_SEC))
+
+
+def key(channel: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:presence:{channel}"
+
+
+# --- clients -----------------------------------------------------------------------------------
+# Short timeouts: a count or a refresh must never hang a request or a socket on a dead Redis.
+_CLIENT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+_sync_client: redis.Redis | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client() -> redis.Redis:
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
+    return _sync_client
+
+
+def _aclient() -> aioredis.Redis:
+    """One asyncio client per event loop (a client is bound to the loop that created it)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
+        _async_clients[loop] = client
+    return client
+
+
+# --- counts (sync: the guide's monitoring API, Celery tasks, commands) --------------------------
+def count(channel: str) -> int:
+    """Live connections to `channel` across all server processes."""
+    try:
+        return int(_client().zcount(key(channel), f"({time.time()}", "+inf"))
+    except redis.RedisError:
+        logger.warning("Presence count for channel %r unavailable: Redis unreachable", channel)
+        return 0
+
+
+def total() -> int:
+    """Live connections to every channel, across all server processes."""
+    now = f"({time.time()}"
+    try:
+        pipe = _client().pipeline(transaction=False)
+        for channel in CHANNELS:
+            pipe.zcount(key(channel), now, "+inf")
+        return sum(int(n) for n in pipe.execute())
+    except redis.RedisError:
+        logger.warning("Presence total unavailable: Redis unreachable")
+        return 0
+
+
+def counts() -> dict[str, int]:
+    """Per-channel counts in one round trip."""
+    now = f"({time.time()}"
+    try:
+        pipe = _client().pipeline(transaction=False)
+        for channel in CHANNELS:
+            pipe.zcount(key(channel), now, "+inf")
+        return {channel: int(n) for channel, n in zip(CHANNELS, pipe.execute(), strict=True)}
+    except redis.RedisError:
+        logger.warning("Presence counts unavailable: Redis unreachable")
+        return dict.fromkeys(CHANNELS, 0)
+
+
+# --- membership (async: consumers) ---------------------------------------------------------------
+class _LocalMembers:
+    """The sockets of this process (per event loop) and the task that keeps them alive in Redis."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, str] = {}  # member id -> channel
+        self.task: asyncio.Task | None = None
+
+    def ensure_refresher(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while self.members:
+            await asyncio.sleep(refresh_seconds())
+            try:
+                await refresh(self.members)
+            except (redis.RedisError, OSError):
+                logger.warning("Presence refresh failed: Redis unreachable; retrying")
+
+
+_local: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LocalMembers] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _members() -> _LocalMembers:
+    loop = asyncio.get_running_loop()
+    local = _local.get(loop)
+    if local is None:
+        local = _local[loop] = _LocalMembers()
+    return local
+
+
+def local_count(channel: str) -> int:
+    """Sockets of this process on `channel` (fallback when Redis is unreachable)."""
+    return sum(1 for c in _members().members.values() if c == channel)
+
+
+async def refresh(members: dict[str, str]) -> None:
+    """Push the expiry of every given member forward, one pipeline for all of them."""
+    if not members:
+        return
+    expires = time.time() + ttl_seconds()
+    by_channel: dict[str, dict[str, float]] = {}
+    for member, channel in list(members.items()):
+        by_channel.setdefault(channel, {})[member] = expires
+    async with _aclient().pipeline(transaction=False) as pipe:
+        for channel, scores in by_channel.items():
+            pipe.zadd(key(channel), scores)
+            pipe.expire(key(channel), int(ttl_seconds() * 2) + 1)
+        await pipe.execute()
+
+
+async def join(channel: str, member: str) -> int:
+    """Record `member` on `channel`; returns the channel's count across processes."""
+    local = _members()
+    local.members[member] = channel
+    local.ensure_refresher()
+    now = time.time()
+    try:
+        async with _aclient().pipeline(transaction=True) as pipe:
+            pipe.zadd(key(channel), {member: now + ttl_seconds()})
+            pipe.zremrangebyscore(key(channel), "-inf", now)
+            pipe.zcard(key(channel))
+            pipe.expire(key(channel), int(ttl_seconds() * 2) + 1)
+            result = await pipe.execute()
+        return int(result[2])
+    except (redis.RedisError, OSError):
+        logger.warning("Presence record for channel %r not written: Redis unreachable", channel)
+        return local_count(channel)
+
+
+async def leave(channel: str, member: str) -> int:
+    """Drop `member` from `channel`; returns the channel's remaining count across processes."""
+    local = _members()
+    local.members.pop(member, None)
+    now = time.time()
+    try:
+        async with _aclient().pipeline(transaction=True) as pipe:
+            pipe.zrem(key(channel), member)
+            pipe.zremrangebyscore(key(channel), "-inf", now)
+            pipe.zcard(key(channel))
+            result = await pipe.execute()
+        return int(result[2])
+    except (redis.RedisError, OSError):
+        logger.warning("Presence record for channel %r not removed: Redis unreachable", channel)
+        return local_count(channel)
