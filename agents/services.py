@@ -104,3 +104,60 @@ def revoke_agent_token(agent: Agent, *, actor=None) -> bool:
             "Agent %s token revoked by %s", agent.agent_id, getattr(actor, "username", actor)
         )
     return bool(changed)
+
+
+class EnrollmentRefused(Exception):
+    """Enrollment that policy forbids (the message is safe to show to the agent)."""
+
+
+def enroll_agent(
+    *, hostname: str, ip_address: str | None = None, os: str = "", version: str = "", actor=None
+) -> tuple[Agent, str, bool]:
+    """Enroll a host, or re-enroll a known one; returns (agent, token, re_enrolled).
+
+    Re-enrolling a hostname we know (case-insensitive) keeps its agent row — same `agent_id`,
+    its event history and its record-id de-duplication, so an agent reinstalled without its
+    state file can re-ship the log from the start without duplicates — and replaces the token:
+    the previous token stops working at once. A host whose token an administrator revoked is
+    refused (EnrollmentRefused): revocation must not be undone by whoever holds the enrollment
+    key; an administrator deletes the agent to allow it again.
+    """
+    with transaction.atomic():
+        known = (
+            Agent.objects.select_for_update()
+            .filter(hostname__iexact=hostname)
+            .order_by("registered_at")
+            .first()
+        )
+        if known is None:
+            agent, token = register_agent(
+                hostname=hostname, ip_address=ip_address, os=os, version=version, actor=actor
+            )
+            return agent, token, False
+        if known.token_revoked_at is not None:
+            logger.warning(
+                "Enrollment refused for host %s: agent %s was revoked by an administrator",
+                hostname,
+                known.agent_id,
+            )
+            raise EnrollmentRefused(
+                f"The agent for host {hostname!r} was revoked by an administrator; "
+                "an administrator must delete it before this host can enroll again."
+            )
+        token = new_agent_token()
+        known.token_hash = hash_agent_token(token)
+        known.ip_address = ip_address or known.ip_address
+        known.os = os or known.os
+        known.version = version or known.version
+        known.status = AgentStatus.ONLINE
+        known.last_seen = timezone.now()
+        known.save(
+            update_fields=["token_hash", "ip_address", "os", "version", "status", "last_seen"]
+        )
+        get_connection_manager().broadcast_agent_status(known, action="registered")
+    logger.warning(
+        "Agent %s re-enrolled for host %s: its previous token no longer works",
+        known.agent_id,
+        hostname,
+    )
+    return known, token, True
