@@ -13,7 +13,6 @@ from rest_framework.test import APIClient
 
 from agents import services
 from agents.models import Agent, AgentStatus, hash_agent_token
-from tests.api_helpers import clean_login_throttle, fast_password_hashing  # noqa: F401
 from tests.test_agents_helpers import MESSAGE_SCHEMA, agent_client
 
 KEY = "enroll-me-7f3a9c1e5b"
