@@ -9,7 +9,8 @@ from django.urls import re_path
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import JSONRenderer
 
 
 class RequestTooLarge(APIException):
@@ -17,12 +18,16 @@ class RequestTooLarge(APIException):
     default_code = "request_too_large"
 
 
-class LimitedJSONParser(JSONParser):
-    """JSON bodies up to DATA_UPLOAD_MAX_MEMORY_SIZE bytes; larger ones get a clear 413.
+class LimitedJSONParser(BaseParser):
+    """Strict JSON bodies up to DATA_UPLOAD_MAX_MEMORY_SIZE bytes; larger ones get a clear 413.
 
-    DRF reads the raw stream, which Django does not limit, so the limit is enforced here,
-    reading at most limit + 1 bytes whatever the (possibly absent) Content-Length says.
+    Not a JSONParser subclass on purpose: for those DRF reads `request.body` first, and Django
+    then answers an oversized body with its own HTML 400 page. Here the stream is read up to
+    limit + 1 bytes, whatever the (possibly absent) Content-Length says.
     """
+
+    media_type = "application/json"
+    renderer_class = JSONRenderer
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE

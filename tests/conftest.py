@@ -82,3 +82,30 @@ def broadcasts(monkeypatch):
 
     monkeypatch.setattr(layer, "group_send", spy)
     return sent
+
+
+# --- REST API tests (tests/test_api_*.py; helpers in tests/api_helpers.py) -------------------
+@pytest.fixture
+def norole(db) -> User:
+    """A logged-in user in no role group: 403 on every data endpoint."""
+    return _user("norole", None)
+
+
+@pytest.fixture
+def clients(admin_user, analyst, viewer, norole):
+    """An API client per caller: admin, analyst, viewer, norole, anonymous, agent."""
+    from tests.api_helpers import clients_for
+
+    return clients_for(admin_user, analyst, viewer, norole)
+
+
+@pytest.fixture
+def api_setup(settings):
+    """Fast password hashing and no failed logins counted (this run's own Redis prefix)."""
+    from tests.api_helpers import wipe_login_throttle
+
+    # PBKDF2 with Django's default iterations costs ~0.5 s per login on this machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    wipe_login_throttle()
+    yield
+    wipe_login_throttle()

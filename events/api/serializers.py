@@ -24,6 +24,17 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(int(data))
 
 
+class StrictCharField(serializers.CharField):
+    """A string that must be a JSON string: 12 or true are wrong types, not "12" or "True"."""
+
+    default_error_messages = {"invalid": "A valid string is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _has_nul(value: Any, depth: int = 0) -> bool:
     """NUL characters anywhere in a JSON value (PostgreSQL text and jsonb cannot store them)."""
     if isinstance(value, str):
@@ -42,19 +53,19 @@ class EventInputSerializer(serializers.Serializer):
     left out, so the service's defaults apply).
     """
 
-    computer = serializers.CharField(max_length=255)
+    computer = StrictCharField(max_length=255)
     event_code = StrictIntegerField(min_value=0, max_value=INT32_MAX)
     severity = StrictIntegerField(
         min_value=1, max_value=5, help_text="1 info, 2 low, 3 medium, 4 high, 5 critical."
     )
-    message = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    source_type = serializers.CharField(max_length=100)
+    message = StrictCharField(allow_blank=True, trim_whitespace=False)
+    source_type = StrictCharField(max_length=100)
     timestamp = serializers.DateTimeField(
         required=False, help_text="Event time (ISO 8601; no zone = UTC). Default: now."
     )
     raw = serializers.DictField(required=False, help_text="The original record, any JSON object.")
-    user_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    source_ip = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    user_name = StrictCharField(max_length=255, required=False, allow_blank=True)
+    source_ip = StrictCharField(max_length=64, required=False, allow_blank=True)
     agent_record_id = StrictIntegerField(
         required=False,
         allow_null=True,

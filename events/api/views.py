@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import generics, serializers, status
+from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -90,8 +90,7 @@ class EventBulkView(APIView):
         if not serializer.is_valid():
             errors = [
                 {"index": index, "errors": item_errors}
-                for index, item_errors in enumerate(_item_errors(serializer))
-                if item_errors
+                for index, item_errors in _item_errors(serializer.errors)
             ]
             return Response(
                 {
@@ -108,7 +107,8 @@ class EventBulkView(APIView):
         )
 
 
-def _item_errors(serializer: serializers.ListSerializer) -> list:
-    errors = serializer.errors
-    # A ListSerializer reports a list with one dict per item (empty for valid ones).
-    return errors if isinstance(errors, list) else [errors]
+def _item_errors(errors) -> list[tuple[int, dict]]:
+    """(index, errors) of each invalid item, whichever of DRF's two list-error formats is on:
+    a dict keyed by index, or a list with an empty dict for each valid item."""
+    pairs = errors.items() if isinstance(errors, dict) else enumerate(errors)
+    return sorted((int(index), item) for index, item in pairs if item)
