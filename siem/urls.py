@@ -3,7 +3,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from siem import views
+
 urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("dashboard/", views.dashboard),
+    # Before admin.site.urls: a staff session's short-lived credential for the live alert list.
+    path("admin/live-ticket/", views.admin_live_ticket, name="admin-live-ticket"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("siem.api_urls")),
 ]

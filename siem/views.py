@@ -1,0 +1,58 @@
+"""The analysts' live dashboard page and the admin's WebSocket credential endpoint.
+
+The page holds no secret: it is plain HTML and static JavaScript; the analyst signs in through
+`POST /api/v1/auth/login` and the page keeps the JWT in sessionStorage.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from siem.admin_live import issue_admin_live_token
+
+API_BASE = "/api/v1"
+DASHBOARD_WS_PATH = "/ws/dashboard"
+
+
+def content_security_policy(request: HttpRequest) -> str:
+    """Only our own scripts, styles and sockets: a stray injected tag cannot run or phone home."""
+    host = request.get_host()
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            f"connect-src 'self' ws://{host} wss://{host}",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "object-src 'none'",
+        ]
+    )
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    response = render(
+        request,
+        "dashboard/index.html",
+        {"api_base": API_BASE, "ws_path": DASHBOARD_WS_PATH},
+    )
+    response["Content-Security-Policy"] = content_security_policy(request)
+    response["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@never_cache
+@require_POST
+def admin_live_ticket(request: HttpRequest) -> JsonResponse:
+    """A short-lived WebSocket credential for a signed-in staff member (session + CSRF)."""
+    user = request.user
+    if not (user.is_authenticated and user.is_active and user.is_staff):
+        return JsonResponse({"detail": "A signed-in staff session is required."}, status=403)
+    token, lifetime = issue_admin_live_token(user, client_ip=request.META.get("REMOTE_ADDR"))
+    return JsonResponse({"token": token, "expires_in": lifetime})
