@@ -45,26 +45,28 @@ def key(channel: str) -> str:
 # --- clients -----------------------------------------------------------------------------------
 # Short timeouts: a count or a refresh must never hang a request or a socket on a dead Redis.
 _CLIENT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
-_sync_client: redis.Redis | None = None
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+_sync_clients: dict[str, redis.Redis] = {}
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def _client() -> redis.Redis:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
-    return _sync_client
+    client = _sync_clients.get(settings.REDIS_URL)
+    if client is None:
+        client = _sync_clients[settings.REDIS_URL] = redis.Redis.from_url(
+            settings.REDIS_URL, **_CLIENT_OPTIONS
+        )
+    return client
 
 
 def _aclient() -> aioredis.Redis:
     """One asyncio client per event loop (a client is bound to the loop that created it)."""
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
+    url, client = _async_clients.get(loop, (None, None))
+    if client is None or url != settings.REDIS_URL:
         client = aioredis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
-        _async_clients[loop] = client
+        _async_clients[loop] = (settings.REDIS_URL, client)
     return client
 
 
