@@ -688,7 +688,7 @@ def _from_windows(record: dict[str, Any]) -> dict[str, Any]:
     message = fields.get("Message")
     if not isinstance(message, str) or not message.strip():
         message = MESSAGES_BY_CODE.get(code, f"Windows event {code}")
-    return {
+    item = {
         "timestamp": _timestamp(fields.get("TimeCreated")),
         "computer": fields.get("Computer") or "",
         "event_code": code,
@@ -700,6 +700,9 @@ def _from_windows(record: dict[str, Any]) -> dict[str, Any]:
         "agent_record_id": fields.get("EventRecordID"),
         "raw": record,
     }
+    if item["timestamp"] is None:
+        del item["timestamp"]  # no event time recorded: the server's receive time stands in
+    return item
 
 
 def _from_api(record: dict[str, Any]) -> dict[str, Any]:
