@@ -115,3 +115,137 @@ def _without_delivered(rows: list[SecurityEvent], agent) -> tuple[list[SecurityE
 def after_events_stored(events: list[SecurityEvent]) -> None:
     """Post-ingestion pipeline, run once the events are committed (detection hooks in here)."""
     logger.debug("%d event(s) stored", len(events))
+    # Inline, not a Celery task: deterministic, no event can be lost between commit and queue,
+    # and it costs well under a millisecond per event (docs/detection.md).
+    from alerts.detection import detect_events
+
+    detect_events(events)
+
+
+# --- AI analysis results -------------------------------------------------------------------------
+AI_ACTOR = "ai-analyzer"
+
+
+def apply_analysis(
+    event: SecurityEvent, analysis, *, provider: str, claimed_at=None, now=None
+) -> bool:
+    """Store an AI verdict on `event`; notify and raise an alert above the thresholds.
+
+    1. Store the ai_* fields only while the caller still holds its claim (status `processing`
+       with the same `ai_claimed_at`), so a slow worker whose claim was taken back and given to
+       another cannot store a second verdict. Without a claim, any event not yet `done` may be set.
+    2. Score > AI_NOTIFY_THRESHOLD: one `notification` (severity `high`; `critical` when the score
+       is also > AI_ALERT_THRESHOLD) to `notifications` and `dashboard`, after commit.
+    3. Score > AI_ALERT_THRESHOLD: one alert (source `ai`, dedup key `ai:event:<id>`), created only
+       if no alert ever had that key. Returns False if nothing was stored (claim lost).
+    """
+    from django.conf import settings
+
+    from realtime.messages import notification_data
+
+    now = now or timezone.now()
+    rows = SecurityEvent.objects.filter(pk=event.pk)
+    if claimed_at is not None:
+        rows = rows.filter(ai_status=AnalysisStatus.PROCESSING, ai_claimed_at=claimed_at)
+    else:
+        rows = rows.exclude(ai_status=AnalysisStatus.DONE)
+    with transaction.atomic():
+        stored = rows.update(
+            ai_status=AnalysisStatus.DONE,
+            ai_score=analysis.score,
+            ai_category=analysis.category,
+            ai_description=analysis.description,
+            ai_provider=provider,
+            ai_analyzed_at=now,
+            ai_claimed_at=None,
+            ai_error="",
+        )
+        if not stored:
+            return False
+        event.refresh_from_db()
+        score = event.ai_score or 0
+        if score > settings.AI_NOTIFY_THRESHOLD:
+            severity = "critical" if score > settings.AI_ALERT_THRESHOLD else "high"
+            get_connection_manager().broadcast_notification(
+                notification_data(event), severity=severity
+            )
+        if score > settings.AI_ALERT_THRESHOLD:
+            _raise_ai_alert(event)
+    return True
+
+
+def ai_alert_key(event: SecurityEvent) -> str:
+    return f"ai:event:{event.pk}"
+
+
+def _raise_ai_alert(event: SecurityEvent) -> None:
+    from alerts.models import Alert, AlertSource
+    from alerts.services import create_alert
+    from siem.choices import Severity
+
+    key = ai_alert_key(event)
+    # Any alert with this key, open or closed: an analyst who resolved it is not paged again.
+    if Alert.objects.filter(dedup_key=key).exists():
+        return
+    score = event.ai_score or 0
+    category = event.ai_category or "unknown"
+    try:
+        with transaction.atomic():
+            create_alert(
+                title=f"AI: {category.replace('_', ' ')} on {event.computer}"[:255],
+                severity=max(event.severity, Severity.CRITICAL if score >= 95 else Severity.HIGH),
+                category=category,
+                hostname=event.computer,
+                description=(
+                    f"{event.ai_description}\n\nAI score {score}/100 ({event.ai_provider}) for "
+                    f"event #{event.pk} (code {event.event_code})."
+                ).strip(),
+                events=[event],
+                source=AlertSource.AI,
+                dedup_key=key,
+                seen_at=event.timestamp,
+                actor=AI_ACTOR,
+            )
+    except IntegrityError:
+        # The partial unique index saw a concurrent open alert with this key: it exists once.
+        logger.info("AI alert for event %s already raised concurrently", event.pk)
+
+
+def record_analysis_failure(
+    event_ids, reason: str, *, claimed_at, max_attempts: int, now=None
+) -> tuple[int, int]:
+    """Count a failed attempt on claimed events: back to `pending`, or `failed` at the limit.
+
+    The reason is kept in `ai_error` either way; `ai_claimed_at` stays as the time of the attempt,
+    from which the retry backoff is measured. Returns (requeued, failed).
+    """
+    from django.db.models import F
+
+    now = now or timezone.now()
+    reason = reason[:2000]
+    with transaction.atomic():
+        rows = SecurityEvent.objects.filter(
+            pk__in=list(event_ids), ai_status=AnalysisStatus.PROCESSING, ai_claimed_at=claimed_at
+        )
+        failed = rows.filter(ai_attempts__gte=max_attempts - 1).update(
+            ai_status=AnalysisStatus.FAILED,
+            ai_attempts=F("ai_attempts") + 1,
+            ai_error=reason,
+        )
+        requeued = rows.update(
+            ai_status=AnalysisStatus.PENDING,
+            ai_attempts=F("ai_attempts") + 1,
+            ai_error=reason,
+            ai_claimed_at=now,
+        )
+    return requeued, failed
+
+
+def requeue_failed_analyses(event_ids=None) -> int:
+    """Give failed events a fresh set of attempts (`analyze_events --retry-failed`)."""
+    rows = SecurityEvent.objects.filter(ai_status=AnalysisStatus.FAILED)
+    if event_ids is not None:
+        rows = rows.filter(pk__in=list(event_ids))
+    return rows.update(
+        ai_status=AnalysisStatus.PENDING, ai_attempts=0, ai_claimed_at=None, ai_analyzed_at=None
+    )

@@ -287,6 +287,10 @@ AI_MODEL = env_str("AI_MODEL", "")
 AI_FOLDER_ID = env_str("AI_FOLDER_ID", "")
 AI_TIMEOUT_SEC = env_int("AI_TIMEOUT_SEC", 30, minimum=1)
 AI_MASK_SENSITIVE = env_bool("AI_MASK_SENSITIVE", False)
+# A failed attempt is retried after AI_RETRY_BACKOFF_SEC, doubling each time (0: next run).
+AI_RETRY_BACKOFF_SEC = env_int("AI_RETRY_BACKOFF_SEC", 60, minimum=0)
+# A claim older than this belongs to a worker that died: the events go back to the queue.
+AI_CLAIM_TIMEOUT_SEC = env_int("AI_CLAIM_TIMEOUT_SEC", 600, minimum=10)
 AI_NOTIFY_THRESHOLD = env_int("AI_NOTIFY_THRESHOLD", 70, minimum=0)
 AI_ALERT_THRESHOLD = env_int("AI_ALERT_THRESHOLD", 85, minimum=0)
 if AI_ALERT_THRESHOLD < AI_NOTIFY_THRESHOLD:
@@ -305,6 +309,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 10 * 1024 * 1024
 
 # --- Detection ---------------------------------------------------------------------------------
 SIGMA_RULES_DIR = env_str("SIGMA_RULES_DIR", "")
+# Defaults of the built-in rules (docs/detection.md); the admin (DetectionRule) overrides them.
+DETECTION_ENABLED = env_bool("DETECTION_ENABLED", True)
+DETECTION_BRUTE_FORCE_THRESHOLD = env_int("DETECTION_BRUTE_FORCE_THRESHOLD", 8, minimum=2)
+DETECTION_BRUTE_FORCE_WINDOW_SEC = env_int("DETECTION_BRUTE_FORCE_WINDOW_SEC", 240, minimum=1)
+DETECTION_SPRAY_THRESHOLD = env_int("DETECTION_SPRAY_THRESHOLD", 6, minimum=2)
+DETECTION_SPRAY_WINDOW_SEC = env_int("DETECTION_SPRAY_WINDOW_SEC", 600, minimum=1)
+# A repeat more than this after the open alert's last_seen (event time) opens a new alert.
+DETECTION_DEDUP_WINDOW_SEC = env_int("DETECTION_DEDUP_WINDOW_SEC", 86400, minimum=1)
+DETECTION_STATE_TTL_SEC = env_int("DETECTION_STATE_TTL_SEC", 86400, minimum=60)
+DETECTION_STATE_MAX_EVENTS = env_int("DETECTION_STATE_MAX_EVENTS", 10000, minimum=10)
+DETECTION_CONFIG_TTL_SEC = env_int("DETECTION_CONFIG_TTL_SEC", 5, minimum=0)
 
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
