@@ -160,20 +160,35 @@ async def refresh(members: dict[str, str]) -> None:
         await pipe.execute()
 
 
+async def _transaction(build) -> list:
+    """Run a MULTI/EXEC pipeline; one retry, because after a Redis restart the first command
+    on a pooled connection finds it closed."""
+    for attempt in (1, 2):
+        try:
+            async with _aclient().pipeline(transaction=True) as pipe:
+                build(pipe)
+                return await pipe.execute()
+        except (redis.ConnectionError, OSError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def join(channel: str, member: str) -> int:
     """Record `member` on `channel`; returns the channel's count across processes."""
     local = _members()
     local.members[member] = channel
     local.ensure_refresher()
     now = time.time()
+
+    def build(pipe) -> None:
+        pipe.zadd(key(channel), {member: now + ttl_seconds()})
+        pipe.zremrangebyscore(key(channel), "-inf", now)
+        pipe.zcard(key(channel))
+        pipe.expire(key(channel), int(ttl_seconds() * 2) + 1)
+
     try:
-        async with _aclient().pipeline(transaction=True) as pipe:
-            pipe.zadd(key(channel), {member: now + ttl_seconds()})
-            pipe.zremrangebyscore(key(channel), "-inf", now)
-            pipe.zcard(key(channel))
-            pipe.expire(key(channel), int(ttl_seconds() * 2) + 1)
-            result = await pipe.execute()
-        return int(result[2])
+        return int((await _transaction(build))[2])
     except (redis.RedisError, OSError):
         logger.warning("Presence record for channel %r not written: Redis unreachable", channel)
         return local_count(channel)
@@ -184,13 +199,14 @@ async def leave(channel: str, member: str) -> int:
     local = _members()
     local.members.pop(member, None)
     now = time.time()
+
+    def build(pipe) -> None:
+        pipe.zrem(key(channel), member)
+        pipe.zremrangebyscore(key(channel), "-inf", now)
+        pipe.zcard(key(channel))
+
     try:
-        async with _aclient().pipeline(transaction=True) as pipe:
-            pipe.zrem(key(channel), member)
-            pipe.zremrangebyscore(key(channel), "-inf", now)
-            pipe.zcard(key(channel))
-            result = await pipe.execute()
-        return int(result[2])
+        return int((await _transaction(build))[2])
     except (redis.RedisError, OSError):
         logger.warning("Presence record for channel %r not removed: Redis unreachable", channel)
         return local_count(channel)

