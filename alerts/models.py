@@ -112,3 +112,53 @@ class AlertActivity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.action} alert {self.alert_id}"
+
+
+class DetectionRule(models.Model):
+    """Admin overrides for a built-in detection rule; empty fields use the settings defaults."""
+
+    rule_id = models.CharField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=True)
+    threshold = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Events (or distinct accounts) that fire the rule."
+    )
+    window_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Window in event time, seconds."
+    )
+    severity = models.PositiveSmallIntegerField(
+        choices=Severity.choices,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["rule_id"]
+
+    def __str__(self) -> str:
+        return self.rule_id
+
+
+class SigmaRule(models.Model):
+    """A Sigma rule found in SIGMA_RULES_DIR: loaded or refused (with the reason), and enabled."""
+
+    rule_id = models.CharField(max_length=255, unique=True)
+    title = models.CharField(max_length=255, blank=True)
+    path = models.CharField(max_length=500, blank=True)
+    kind = models.CharField(max_length=16, blank=True, help_text="rule, correlation or file")
+    level = models.CharField(max_length=16, blank=True)
+    enabled = models.BooleanField(default=True)
+    error = models.TextField(blank=True, help_text="Why the rule could not be loaded.")
+    loaded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["path", "title"]
+        verbose_name = "Sigma rule"
+
+    def __str__(self) -> str:
+        return self.title or self.rule_id
+
+    @property
+    def loaded(self) -> bool:
+        return not self.error

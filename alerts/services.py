@@ -6,7 +6,7 @@ Each function is one atomic change with an activity row, broadcast after commit.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -90,6 +90,7 @@ def create_alert(
     dedup_key: str = "",
     seen_at: datetime | None = None,
     actor=None,
+    occurrence_count: int = 1,
 ) -> Alert:
     now = timezone.now()
     with transaction.atomic():
@@ -108,6 +109,7 @@ def create_alert(
             updated_at=now,
             first_seen=seen_at or now,
             last_seen=seen_at or now,
+            occurrence_count=occurrence_count,
         )
         events = list(events)
         if events:
@@ -118,26 +120,52 @@ def create_alert(
 
 
 def raise_or_repeat(
-    *, dedup_key: str, events: Iterable = (), seen_at: datetime | None = None, actor=None, **fields
+    *,
+    dedup_key: str,
+    events: Iterable = (),
+    seen_at: datetime | None = None,
+    actor=None,
+    count: int = 1,
+    dedup_window: timedelta | None = None,
+    **fields,
 ) -> tuple[Alert, bool]:
     """Create the alert for `dedup_key`, or count a repeat on the open one; (alert, created).
 
     Several workers may race on the same key: the partial unique index lets exactly one create
-    it, and the losers fall back to counting a repeat.
+    it, and the losers fall back to counting a repeat. `count` is how many occurrences this call
+    stands for (a detection batch reports several at once). With `dedup_window`, a repeat seen
+    further than that from the open alert's [first_seen, last_seen] (event time) opens a new
+    alert: the old one stays open as it was, its key suffixed with its id to free the key.
     """
     events = list(events)
     for _attempt in range(3):
         open_alert = Alert.objects.filter(dedup_key=dedup_key, is_open=True).first()
+        if open_alert is not None and _outside(open_alert, seen_at, dedup_window):
+            Alert.objects.filter(pk=open_alert.pk, dedup_key=dedup_key).update(
+                dedup_key=f"{dedup_key}#{open_alert.pk}"[-255:]
+            )
+            open_alert = None
         if open_alert is not None:
-            return record_repeat(open_alert, events=events, seen_at=seen_at), False
+            return record_repeat(open_alert, events=events, seen_at=seen_at, count=count), False
         try:
             alert = create_alert(
-                dedup_key=dedup_key, events=events, seen_at=seen_at, actor=actor, **fields
+                dedup_key=dedup_key,
+                events=events,
+                seen_at=seen_at,
+                actor=actor,
+                occurrence_count=count,
+                **fields,
             )
         except IntegrityError:
             continue
         return alert, True
     raise RuntimeError(f"could not raise or repeat alert {dedup_key!r}")
+
+
+def _outside(alert: Alert, seen_at: datetime | None, window: timedelta | None) -> bool:
+    if window is None or seen_at is None:
+        return False
+    return seen_at > alert.last_seen + window or seen_at < alert.first_seen - window
 
 
 def record_repeat(
@@ -150,8 +178,10 @@ def record_repeat(
         seen = seen_at or timezone.now()
         if seen > alert.last_seen:
             alert.last_seen = seen
+        if seen < alert.first_seen:  # out-of-order events (imports) widen the span backwards
+            alert.first_seen = seen
         alert.updated_at = timezone.now()
-        alert.save(update_fields=["occurrence_count", "last_seen", "updated_at"])
+        alert.save(update_fields=["occurrence_count", "first_seen", "last_seen", "updated_at"])
         events = list(events)
         if events:
             alert.events.add(*events)

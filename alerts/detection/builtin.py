@@ -1,0 +1,359 @@
+"""Built-in detection rules: the Windows patterns every SOC expects, written as Python.
+
+Each rule names the event codes it reads, a predicate over the normalized `FieldView`, and the
+key that identifies "the same thing happening again" (host, account, source...). A correlated
+rule (`window`) also has a threshold and a window in event time; its key is the group whose
+events are counted (or whose distinct `value`s are counted, for spraying).
+
+Defaults come from settings (`DETECTION_*`) and can be overridden per rule in the admin
+(`DetectionRule`). Choices, with the data behind them, are in docs/detection.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from alerts.detection.fields import LOOPBACK, FieldView, remote_source
+
+Key = Callable[[FieldView], tuple[str, ...] | None]
+
+
+@dataclass(frozen=True)
+class BuiltinRule:
+    rule_id: str
+    title: str
+    description: str
+    severity: int
+    category: str
+    techniques: tuple[str, ...]
+    event_ids: frozenset[int]
+    match: Callable[[FieldView], bool]
+    key: Key
+    window: bool = False  # correlated: counts events of one key within a window
+    value: Callable[[FieldView], str] | None = None  # counts distinct values instead
+    threshold_setting: str = ""
+    window_setting: str = ""
+
+    def default_threshold(self) -> int | None:
+        return getattr(settings, self.threshold_setting) if self.threshold_setting else None
+
+    def default_window(self) -> int | None:
+        return getattr(settings, self.window_setting) if self.window_setting else None
+
+
+def _host(view: FieldView) -> str:
+    return view.first("computer")
+
+
+def _is(view: FieldView, name: str, *values: str) -> bool:
+    return any(v in values for v in view.lower.get(name, ()))
+
+
+def _machine_account(name: str) -> bool:
+    return name.endswith("$")
+
+
+# --- brute force and spraying -----------------------------------------------------------------
+def _brute_force_key(view: FieldView) -> tuple[str, ...] | None:
+    account = view.first("targetusername")
+    if not account:
+        return None
+    # Local console attempts have no address: the workstation is then the best source we have.
+    source = remote_source(view) or view.first("workstationname") or "-"
+    return (_host(view), account, source)
+
+
+# Kerberos TGT requests (4768) count only when they fail: 0x6 unknown principal, 0x12 revoked...
+def _spray_candidate(view: FieldView) -> bool:
+    if _is(view, "eventid", "4768"):
+        status = view.first("status")
+        return bool(status) and status not in ("0x0", "0")
+    return True
+
+
+def _spray_key(view: FieldView) -> tuple[str, ...] | None:
+    source = remote_source(view)
+    if not source or not view.first("targetusername"):
+        return None
+    return (source,)
+
+
+# --- accounts and groups -----------------------------------------------------------------------
+PRIVILEGED_GROUP_SIDS = frozenset(
+    {
+        "s-1-5-32-544",  # Administrators
+        "s-1-5-32-548",  # Account Operators
+        "s-1-5-32-549",  # Server Operators
+        "s-1-5-32-550",  # Print Operators
+        "s-1-5-32-551",  # Backup Operators
+        "s-1-5-32-555",  # Remote Desktop Users
+    }
+)
+PRIVILEGED_DOMAIN_RIDS = ("-512", "-518", "-519", "-520", "-526", "-527")  # Domain Admins...
+PRIVILEGED_GROUP_NAMES = frozenset(
+    {
+        "administrators",
+        "domain admins",
+        "enterprise admins",
+        "schema admins",
+        "account operators",
+        "server operators",
+        "backup operators",
+        "print operators",
+        "remote desktop users",
+        "dnsadmins",
+        "group policy creator owners",
+        "key admins",
+        "enterprise key admins",
+    }
+)
+
+
+def _privileged_group(view: FieldView) -> bool:
+    sid = view.first("targetsid")
+    if sid in PRIVILEGED_GROUP_SIDS:
+        return True
+    if sid.startswith("s-1-5-21-") and sid.endswith(PRIVILEGED_DOMAIN_RIDS):
+        return True
+    return view.first("targetusername") in PRIVILEGED_GROUP_NAMES
+
+
+# --- directory replication, shares, credentials -------------------------------------------------
+REPLICATION_GUIDS = (
+    "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2",  # DS-Replication-Get-Changes
+    "1131f6ad-9c07-11d1-f79f-00c04fc2dcd2",  # DS-Replication-Get-Changes-All
+    "89e95b76-444d-4c62-991a-0facbeda640c",  # DS-Replication-Get-Changes-In-Filtered-Set
+)
+
+
+def _dcsync(view: FieldView) -> bool:
+    properties = " ".join(view.lower.get("properties", ()))
+    if not any(guid in properties for guid in REPLICATION_GUIDS):
+        return False
+    subject = view.first("subjectusername")
+    # Domain controllers replicate with their machine accounts; anyone else is an attacker.
+    return bool(subject) and not _machine_account(subject)
+
+
+def _admin_share(view: FieldView) -> bool:
+    share = view.first("sharename")
+    name = share.rsplit("\\", 1)[-1]
+    if not (name == "admin$" or (len(name) == 2 and name[1] == "$" and name[0].isalpha())):
+        return False
+    subject = view.first("subjectusername")
+    return bool(subject) and not _machine_account(subject)
+
+
+def _explicit_remote(view: FieldView) -> bool:
+    target = view.first("targetservername")
+    if not target or target in LOOPBACK:
+        return False
+    host = _host(view)
+    return target != host and target.split(".", 1)[0] != host.split(".", 1)[0]
+
+
+def _pass_the_hash(view: FieldView) -> bool:
+    logon_type = view.first("logontype")
+    process = view.first("logonprocessname")
+    if logon_type == "9" and process == "seclogo":
+        return True  # sekurlsa::pth / runas /netonly: new credentials for outbound use
+    if logon_type != "3" or view.first("authenticationpackagename") != "ntlm":
+        return False
+    if view.first("targetusername") in ("anonymous logon", "") or not remote_source(view):
+        return False
+    return view.first("keylength") == "0" and not _machine_account(view.first("targetusername"))
+
+
+LSASS_ACCESS_MASKS = frozenset(
+    {
+        "0x1010",
+        "0x1410",
+        "0x1418",
+        "0x1438",
+        "0x143a",
+        "0x1f0fff",
+        "0x1f1fff",
+        "0x1f2fff",
+        "0x1f3fff",
+        "0x1fffff",
+        "0x40",
+    }
+)
+
+
+def _lsass_access(view: FieldView) -> bool:
+    channel = view.first("channel")
+    if channel and "sysmon" not in channel:
+        return False
+    if not view.first("targetimage").endswith("\\lsass.exe"):
+        return False
+    return view.first("grantedaccess") in LSASS_ACCESS_MASKS
+
+
+def _log_cleared(view: FieldView) -> bool:
+    if _is(view, "eventid", "1102"):
+        return True
+    # System log cleared (104) is written by the Eventlog provider in the System channel.
+    return "eventlog" in view.first("provider_name")
+
+
+def _service_installed(view: FieldView) -> bool:
+    return bool(view.first("servicename") or view.first("imagepath"))
+
+
+def _by(*names: str) -> Key:
+    def key(view: FieldView) -> tuple[str, ...]:
+        return (_host(view), *(view.first(name) or "-" for name in names))
+
+    return key
+
+
+def _always(view: FieldView) -> bool:
+    return True
+
+
+BUILTIN_RULES: tuple[BuiltinRule, ...] = (
+    BuiltinRule(
+        rule_id="builtin.brute_force",
+        title="Multiple failed login attempts",
+        description="Failed logons (4625) for one account from one source reached the "
+        "threshold within the window.",
+        severity=4,
+        category="brute_force",
+        techniques=("T1110", "T1110.001"),
+        event_ids=frozenset({4625}),
+        match=_always,
+        key=_brute_force_key,
+        window=True,
+        threshold_setting="DETECTION_BRUTE_FORCE_THRESHOLD",
+        window_setting="DETECTION_BRUTE_FORCE_WINDOW_SEC",
+    ),
+    BuiltinRule(
+        rule_id="builtin.password_spray",
+        title="Password spraying from one source",
+        description="One source failed to log on (4625, 4771, failed 4768) or used explicit "
+        "credentials (4648) for many distinct accounts within the window.",
+        severity=4,
+        category="password_spray",
+        techniques=("T1110", "T1110.003"),
+        event_ids=frozenset({4625, 4648, 4768, 4771}),
+        match=_spray_candidate,
+        key=_spray_key,
+        window=True,
+        value=lambda view: view.first("targetusername"),
+        threshold_setting="DETECTION_SPRAY_THRESHOLD",
+        window_setting="DETECTION_SPRAY_WINDOW_SEC",
+    ),
+    BuiltinRule(
+        rule_id="builtin.audit_log_cleared",
+        title="Audit log cleared",
+        description="The Security (1102) or System (104) event log was cleared.",
+        severity=4,
+        category="defense_evasion",
+        techniques=("T1070.001",),
+        event_ids=frozenset({1102, 104}),
+        match=_log_cleared,
+        key=_by("subjectusername"),
+    ),
+    BuiltinRule(
+        rule_id="builtin.user_created",
+        title="User account created",
+        description="A user account was created (4720).",
+        severity=3,
+        category="persistence",
+        techniques=("T1136",),
+        event_ids=frozenset({4720}),
+        match=_always,
+        key=_by("targetusername"),
+    ),
+    BuiltinRule(
+        rule_id="builtin.privileged_group_add",
+        title="Member added to a privileged group",
+        description="An account was added to an administrative group (4728, 4732, 4756).",
+        severity=4,
+        category="privilege_escalation",
+        techniques=("T1098",),
+        event_ids=frozenset({4728, 4732, 4756}),
+        match=_privileged_group,
+        key=_by("targetusername", "membersid"),
+    ),
+    BuiltinRule(
+        rule_id="builtin.service_installed",
+        title="Service installed",
+        description="A new service was installed (7045, 4697).",
+        severity=3,
+        category="persistence",
+        techniques=("T1543.003",),
+        event_ids=frozenset({7045, 4697}),
+        match=_service_installed,
+        key=_by("servicename"),
+    ),
+    BuiltinRule(
+        rule_id="builtin.dcsync",
+        title="Directory replication requested by a non-DC account (DCSync)",
+        description="4662 with a replication control-access right GUID, by an account that is "
+        "not a domain controller's machine account.",
+        severity=5,
+        category="credential_access",
+        techniques=("T1003.006",),
+        event_ids=frozenset({4662}),
+        match=_dcsync,
+        key=_by("subjectusername"),
+    ),
+    BuiltinRule(
+        rule_id="builtin.admin_share_access",
+        title="Administrative share accessed",
+        description="ADMIN$ or a drive share (C$) was accessed over the network by a user "
+        "account (5140, 5145).",
+        severity=3,
+        category="lateral_movement",
+        techniques=("T1021.002",),
+        event_ids=frozenset({5140, 5145}),
+        match=_admin_share,
+        key=lambda view: (_host(view), view.first("subjectusername"), remote_source(view) or "-"),
+    ),
+    BuiltinRule(
+        rule_id="builtin.explicit_credentials_remote",
+        title="Explicit credentials used against a remote host",
+        description="A process logged on with explicitly supplied credentials (4648) to "
+        "another computer (runas, WMIC /user, PsExec -u).",
+        severity=3,
+        category="lateral_movement",
+        techniques=("T1078", "T1021"),
+        event_ids=frozenset({4648}),
+        match=_explicit_remote,
+        key=_by("subjectusername", "targetusername", "targetservername"),
+    ),
+    BuiltinRule(
+        rule_id="builtin.pass_the_hash",
+        title="Possible pass-the-hash logon",
+        description="4624 logon type 9 by seclogo (sekurlsa::pth), or a remote NTLM logon of "
+        "a user account without a session key.",
+        severity=4,
+        category="lateral_movement",
+        techniques=("T1550.002",),
+        event_ids=frozenset({4624}),
+        match=_pass_the_hash,
+        key=lambda view: (
+            _host(view),
+            view.first("targetusername"),
+            remote_source(view) or "-",
+        ),
+    ),
+    BuiltinRule(
+        rule_id="builtin.lsass_access",
+        title="LSASS memory accessed (credential dumping)",
+        description="Sysmon 10: a process opened lsass.exe with rights used to read its memory.",
+        severity=5,
+        category="credential_access",
+        techniques=("T1003.001",),
+        event_ids=frozenset({10}),
+        match=_lsass_access,
+        key=_by("sourceimage"),
+    ),
+)
+
+BUILTIN_BY_ID = {rule.rule_id: rule for rule in BUILTIN_RULES}

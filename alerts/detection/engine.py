@@ -1,0 +1,317 @@
+"""The detection stage: every stored event passes through here once, right after commit.
+
+`Engine.process(events)` for one micro-batch (an ingestion batch):
+
+1. Build one normalized field view per event whose code some rule reads (the others are
+   skipped without a view: the rules are indexed by EventID).
+2. Single-event rules (built-in and Sigma) that match add the event to a finding keyed by
+   (rule, host, account, source).
+3. Correlated rules (built-in brute force / spraying, Sigma correlations) send one atomic window
+   update per event to Redis, in one pipeline for the batch; events newly reported by a window
+   that reached its threshold are added to the finding of (rule, group).
+4. Each finding becomes one `alerts.services.raise_or_repeat` call: a new alert, or a repeat that
+   adds `count` to the open alert's occurrence_count and broadcasts `updated`.
+
+So a burst of 3,561 failed logons from one attacker is one alert whose occurrence_count is the
+number of failed logons that were part of a qualifying window, whatever the batch sizes and
+however many workers share the burst.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError
+
+from alerts.detection.builtin import BUILTIN_RULES, BuiltinRule
+from alerts.detection.catalog import sync_sigma_rules
+from alerts.detection.fields import FieldView, event_view, remote_source
+from alerts.detection.sigma import CompiledRule, SigmaRuleSet, load_rules
+from alerts.detection.windows import WindowSpec, WindowStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RuleSettings:
+    enabled: bool = True
+    threshold: int | None = None
+    window_seconds: int | None = None
+    severity: int | None = None
+
+
+@dataclass
+class DetectionConfig:
+    """What the admin says: built-in overrides and the Sigma rules switched off."""
+
+    builtin: dict[str, RuleSettings] = field(default_factory=dict)
+    sigma_disabled: frozenset[str] = frozenset()
+
+    def rule(self, rule_id: str) -> RuleSettings:
+        return self.builtin.get(rule_id) or RuleSettings()
+
+
+def load_config() -> DetectionConfig:
+    from alerts.models import DetectionRule, SigmaRule
+
+    builtin = {
+        row.rule_id: RuleSettings(row.enabled, row.threshold, row.window_seconds, row.severity)
+        for row in DetectionRule.objects.all()
+    }
+    disabled = frozenset(SigmaRule.objects.filter(enabled=False).values_list("rule_id", flat=True))
+    return DetectionConfig(builtin, disabled)
+
+
+@dataclass
+class Finding:
+    rule_id: str
+    title: str
+    severity: int
+    category: str
+    techniques: list[str]
+    description: str
+    hostname: str
+    group: tuple[str, ...]
+    event_ids: list[int] = field(default_factory=list)
+    count: int = 0
+    last_seen: datetime | None = None
+
+    def add(self, event_ids: list[int], count: int, seen: datetime) -> None:
+        self.event_ids.extend(event_ids)
+        self.count += count
+        if self.last_seen is None or seen > self.last_seen:
+            self.last_seen = seen
+
+    @property
+    def dedup_key(self) -> str:
+        key = "|".join((self.rule_id, *self.group))
+        if len(key) > 200:
+            key = f"{self.rule_id[:120]}|{hashlib.sha256(key.encode()).hexdigest()}"
+        return key
+
+
+def sigma_key(view: FieldView) -> tuple[str, ...]:
+    """(host, account, source) of an event for de-duplicating single-event Sigma alerts."""
+    return (
+        view.first("computer"),
+        view.first("targetusername", "subjectusername", "user") or "-",
+        remote_source(view) or "-",
+    )
+
+
+class Engine:
+    """Compiled rules of one process; thread-safe (no mutable state besides the config cache)."""
+
+    def __init__(
+        self,
+        sigma: SigmaRuleSet | None = None,
+        store: WindowStore | None = None,
+        builtin: tuple[BuiltinRule, ...] = BUILTIN_RULES,
+    ) -> None:
+        self.sigma = sigma or SigmaRuleSet()
+        self._store = store
+        self.builtin = builtin
+        self._config: DetectionConfig | None = None
+        self._config_at = 0.0
+        self._lock = threading.Lock()
+        self._builtin_by_code: dict[int, list[BuiltinRule]] = {}
+        for rule in builtin:
+            for code in rule.event_ids:
+                self._builtin_by_code.setdefault(code, []).append(rule)
+        self._sigma_by_code: dict[int, list[CompiledRule]] = {}
+        self._sigma_any: list[CompiledRule] = []
+        for rule in self.sigma.rules:
+            if rule.event_ids is None:
+                self._sigma_any.append(rule)
+            else:
+                for code in rule.event_ids:
+                    self._sigma_by_code.setdefault(code, []).append(rule)
+
+    # --- configuration -----------------------------------------------------------------------
+    @property
+    def store(self) -> WindowStore:
+        if self._store is None:
+            self._store = WindowStore()
+        return self._store
+
+    def config(self) -> DetectionConfig:
+        with self._lock:
+            now = time.monotonic()
+            if self._config is None or now - self._config_at >= settings.DETECTION_CONFIG_TTL_SEC:
+                self._config = load_config()
+                self._config_at = now
+            return self._config
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._config = None
+
+    # --- evaluation --------------------------------------------------------------------------
+    def process(self, events: list) -> Counter:
+        """Run every enabled rule over a batch of stored events; returns matches per rule."""
+        config = self.config()
+        findings: dict[tuple[str, tuple[str, ...]], Finding] = {}
+        requests: list[tuple] = []
+        pending: list[tuple[object, object, FieldView, tuple[str, ...]]] = []
+        fired: Counter = Counter()
+
+        for event in events:
+            code = event.event_code
+            builtin = self._builtin_by_code.get(code, ())
+            sigma = self._sigma_by_code.get(code, ())
+            if not builtin and not sigma and not self._sigma_any:
+                continue
+            view = event_view(event)
+            ts = event.timestamp.timestamp()
+            for rule in builtin:
+                settings_ = config.rule(rule.rule_id)
+                if not settings_.enabled or not rule.match(view):
+                    continue
+                group = rule.key(view)
+                if group is None:
+                    continue
+                if rule.window:
+                    spec = self._builtin_spec(rule, settings_)
+                    value = rule.value(view) if rule.value else ""
+                    requests.append((rule.rule_id, group, spec, event.pk, ts, value))
+                    pending.append((rule, settings_, view, group))
+                    continue
+                fired[rule.rule_id] += 1
+                self._finding(findings, rule, settings_, view, group).add([event.pk], 1, _ts(event))
+            for rule in (*sigma, *self._sigma_any):
+                if rule.rule_id in config.sigma_disabled or not rule.applies(view):
+                    continue
+                if rule.generates_alerts:
+                    fired[rule.rule_id] += 1
+                    group = sigma_key(view)
+                    self._finding(findings, rule, None, view, group).add([event.pk], 1, _ts(event))
+                for correlation in rule.correlations:
+                    if correlation.rule_id in config.sigma_disabled:
+                        continue
+                    group = tuple(view.first(name) for name in correlation.group_by)
+                    if not all(group):
+                        continue  # a missing group-by field never groups (as in Sigma)
+                    spec = WindowSpec(
+                        correlation.window_seconds,
+                        correlation.threshold,
+                        correlation.exact,
+                        correlation.kind == "value_count",
+                    )
+                    value = view.first(correlation.value_field) if correlation.value_field else ""
+                    requests.append((correlation.rule_id, group, spec, event.pk, ts, value))
+                    pending.append((correlation, None, view, group))
+
+        if requests:
+            try:
+                hits = self.store.update(requests)
+            except redis.RedisError:
+                # Single-event rules above still alert; windows need Redis (docs/detection.md).
+                logger.exception(
+                    "detection: Redis unavailable, %d window updates lost", len(requests)
+                )
+                hits = []
+            for (rule, settings_, view, group), hit in zip(pending, hits, strict=False):
+                if hit.reported:
+                    fired[rule.rule_id] += len(hit.reported)
+                    finding = self._finding(findings, rule, settings_, view, group)
+                    finding.add(hit.reported, len(hit.reported), _ts(view.event))
+
+        self._raise(findings.values())
+        return fired
+
+    @staticmethod
+    def _builtin_spec(rule: BuiltinRule, settings_: RuleSettings) -> WindowSpec:
+        return WindowSpec(
+            settings_.window_seconds or rule.default_window(),
+            settings_.threshold or rule.default_threshold(),
+            distinct=rule.value is not None,
+        )
+
+    @staticmethod
+    def _finding(findings, rule, settings_, view: FieldView, group) -> Finding:
+        finding = findings.get((rule.rule_id, group))
+        if finding is None:
+            severity = settings_.severity if settings_ and settings_.severity else rule.severity
+            finding = findings[(rule.rule_id, group)] = Finding(
+                rule_id=rule.rule_id,
+                title=rule.title,
+                severity=severity,
+                category=rule.category,
+                techniques=list(rule.techniques),
+                description=rule.description,
+                hostname=view.event.computer,
+                group=group,
+            )
+        return finding
+
+    @staticmethod
+    def _raise(findings) -> None:
+        from alerts.services import raise_or_repeat
+
+        window = timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC)
+        for finding in findings:
+            raise_or_repeat(
+                dedup_key=finding.dedup_key,
+                events=finding.event_ids,
+                seen_at=finding.last_seen,
+                count=finding.count,
+                dedup_window=window,
+                title=finding.title,
+                severity=finding.severity,
+                category=finding.category,
+                hostname=finding.hostname,
+                source="rule",
+                rule_id=finding.rule_id,
+                mitre_techniques=finding.techniques,
+                description=finding.description,
+            )
+
+
+def _ts(event) -> datetime:
+    return event.timestamp
+
+
+# --- the process-wide engine ------------------------------------------------------------------
+_engine: Engine | None = None
+_engine_dir: str | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The engine of this process, (re)built when SIGMA_RULES_DIR changes."""
+    global _engine, _engine_dir
+    with _engine_lock:
+        directory = settings.SIGMA_RULES_DIR
+        if _engine is None or _engine_dir != directory:
+            sigma = load_rules(directory) if directory else SigmaRuleSet()
+            for entry in sigma.entries:
+                if entry.error:
+                    logger.warning(
+                        "sigma rule %s (%s) not loaded: %s", entry.title, entry.path, entry.error
+                    )
+            _engine, _engine_dir = Engine(sigma), directory
+            try:
+                sync_sigma_rules(sigma)
+            except DatabaseError:
+                logger.exception("could not record the Sigma rules in the database")
+        return _engine
+
+
+def reset_engine() -> None:
+    """Forget the compiled rules and cached config (tests, admin changes in this process)."""
+    global _engine
+    with _engine_lock:
+        _engine = None
+
+
+def invalidate_config() -> None:
+    if _engine is not None:
+        _engine.invalidate()

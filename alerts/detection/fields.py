@@ -1,0 +1,171 @@
+"""The field view rules match against: one normalized, case-insensitive dict per event.
+
+Real Windows data does not look like the values Sigma rules are written with, so every value is
+put in one canonical form before any rule sees it:
+
+- field names are looked up case-insensitively (`ProcessID` and `ProcessId` are one field; if a
+  record carries both with different values, either may match), and a few names rules spell
+  differently from EventData are aliased (`Accesses` → `AccessList`);
+- string values are stripped (`"NtLmSsp "`) and compared lower-cased (`0xc000006d` vs
+  `0xC000006D`, `Administrators` vs `administrators`);
+- numbers compare by their decimal text (`LogonType: 3` matches `3` and `"3"`);
+- message-table tokens (`%%2313`, `%%4417`) are also offered in their English text, so a rule
+  written against rendered text (`Accesses|contains: WriteData`) matches the raw token;
+- `-` and the empty string are Windows' "no value" placeholders: a Sigma null matches them.
+
+A value is a tuple of alternatives (usually one); a matcher succeeds if any alternative does.
+`original` keeps the stripped but not lower-cased text, for regular expressions and `|cased`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from typing import Any
+
+from events.normalize import event_fields
+
+# Message-table tokens seen in Security logs (msobjs.dll / adtschema.dll), rendered text.
+MESSAGE_TOKENS = {
+    "%%1537": "DELETE",
+    "%%1538": "READ_CONTROL",
+    "%%1539": "WRITE_DAC",
+    "%%1540": "WRITE_OWNER",
+    "%%1541": "SYNCHRONIZE",
+    "%%1542": "ACCESS_SYS_SEC",
+    "%%1792": "<value changed, but not displayed>",
+    "%%1793": "<value not set>",
+    "%%1794": "<never>",
+    "%%1832": "Identification",
+    "%%1833": "Impersonation",
+    "%%1840": "Delegation",
+    "%%1842": "Yes",
+    "%%1843": "No",
+    "%%1936": "Type 1",
+    "%%1937": "Type 2",
+    "%%1938": "Type 3",
+    "%%2080": "Account Disabled",
+    "%%2082": "'Password Not Required' - Enabled",
+    "%%2084": "'Normal Account' - Enabled",
+    "%%2304": "An Error occured during Logon.",
+    "%%2305": "The specified user account has expired.",
+    "%%2307": "Account locked out.",
+    "%%2308": "The specified account's password has expired.",
+    "%%2310": "Account currently disabled.",
+    "%%2311": "Account logon time restriction violation.",
+    "%%2312": "User not allowed to logon at this computer.",
+    "%%2313": "Unknown user name or bad password.",
+    "%%4416": "ReadData (or ListDirectory)",
+    "%%4417": "WriteData (or AddFile)",
+    "%%4418": "AppendData (or AddSubdirectory or CreatePipeInstance)",
+    "%%4419": "ReadEA",
+    "%%4420": "WriteEA",
+    "%%4421": "Execute/Traverse",
+    "%%4422": "DeleteChild",
+    "%%4423": "ReadAttributes",
+    "%%4424": "WriteAttributes",
+    "%%7688": "Control Access",
+}
+# Field names rules use that Windows records spell differently (rule name → record name).
+# Sigma's 5145 rules say `Accesses` (the rendered-message label); EventData calls it AccessList.
+FIELD_ALIASES = {"accesses": "accesslist"}
+_TOKEN = re.compile(r"%%\d+")
+PLACEHOLDERS = frozenset({"", "-"})
+
+Fields = dict[str, tuple[str, ...]]
+
+
+def _expand_tokens(text: str) -> str:
+    return _TOKEN.sub(lambda m: MESSAGE_TOKENS.get(m.group(0), m.group(0)), text)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return None  # structured values are not matched (Windows EventData is flat)
+    return str(value).strip()
+
+
+@lru_cache(maxsize=65536)
+def _alternatives(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(lower-cased alternatives, original alternatives) of one stripped text."""
+    if "%%" in text:
+        expanded = _expand_tokens(text)
+        if expanded != text:
+            return (text.lower(), expanded.lower()), (text, expanded)
+    return (text.lower(),), (text,)
+
+
+class FieldView:
+    """The normalized fields of one event (built once, shared by every rule)."""
+
+    __slots__ = ("event", "lower", "original")
+
+    def __init__(self, event, fields: dict[str, Any]) -> None:
+        self.event = event
+        self.lower: Fields = {}
+        self.original: Fields = {}
+        for name, value in fields.items():
+            text = _text(value)
+            if text is None:
+                continue
+            key = name.lower()
+            low, orig = _alternatives(text)
+            if key in self.lower:  # ProcessID / ProcessId: keep both values
+                low, orig = self.lower[key] + low, self.original[key] + orig
+            self.lower[key] = low
+            self.original[key] = orig
+        for alias, name in FIELD_ALIASES.items():
+            if alias not in self.lower and name in self.lower:
+                self.lower[alias] = self.lower[name]
+                self.original[alias] = self.original[name]
+
+    def get(self, name: str) -> tuple[str, ...] | None:
+        return self.lower.get(name)
+
+    def first(self, *names: str) -> str:
+        """The first real (non-placeholder) lower-cased value of these fields, or ''."""
+        for name in names:
+            for value in self.lower.get(name, ()):
+                if value not in PLACEHOLDERS:
+                    return value
+        return ""
+
+
+def event_view(event) -> FieldView:
+    """Fields of a stored SecurityEvent: its raw record flattened, plus the model's own columns."""
+    fields = event_fields(event.raw) if event.raw else {}
+    fields.setdefault("EventID", event.event_code)
+    fields.setdefault("Computer", event.computer)
+    if event.user_name:
+        fields.setdefault("TargetUserName", event.user_name)
+    if event.source_ip:
+        fields.setdefault("IpAddress", event.source_ip)
+    return FieldView(event, fields)
+
+
+def source_address(value: str) -> str:
+    """Canonical source address: IPv4-mapped IPv6 (`::ffff:10.0.0.5`) becomes IPv4."""
+    if value.startswith("::ffff:"):
+        tail = value[7:]
+        try:
+            ipaddress.IPv4Address(tail)
+        except ValueError:
+            return value
+        return tail
+    return value
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def remote_source(view: FieldView) -> str:
+    """The remote source address of a logon-type event, or '' for local and unknown ones."""
+    address = source_address(view.first("ipaddress", "sourceaddress", "clientaddress"))
+    return "" if address in LOOPBACK else address

@@ -1,0 +1,549 @@
+"""Sigma rules: parsed by pySigma, compiled into in-process matchers over `FieldView`s.
+
+Why compile instead of running pySigma's SQLite backend on micro-batches: the SQLite route must
+copy every batch into a table with one column per field and run one query per rule; the compiled
+closures test only the rules whose `EventID` can match and share one normalized field view per
+event (numbers in docs/detection.md and docs/performance.md). The SQLite backend stays in the
+tests as the reference the matcher is checked against, on the real data.
+
+1. Each YAML file is parsed on its own (`collect_errors`), so one bad file never hides the rest.
+2. Correlation rules are resolved against the rules of every file (`name` or `id`).
+3. Each rule's post-processed condition tree (pySigma resolves selections, `1 of`, modifiers) is
+   compiled into nested closures; anything we cannot evaluate faithfully (placeholders, pipe
+   aggregations, temporal correlations...) becomes a load error with its reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sigma.collection import SigmaCollection
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.correlations import (
+    SigmaCorrelationConditionOperator,
+    SigmaCorrelationRule,
+    SigmaCorrelationType,
+)
+from sigma.rule import SigmaRule
+from sigma.types import (
+    CompareOperators,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SpecialChars,
+)
+
+from alerts.detection.fields import PLACEHOLDERS, FieldView, source_address
+
+logger = logging.getLogger(__name__)
+
+Matcher = Callable[[FieldView], bool]
+
+LEVEL_SEVERITY = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
+# Sigma logsource `service` → the Windows `Channel` it reads (lower case).
+SERVICE_CHANNELS = {
+    "security": "security",
+    "system": "system",
+    "application": "application",
+    "sysmon": "microsoft-windows-sysmon/operational",
+    "powershell": "microsoft-windows-powershell/operational",
+}
+_TACTICS = {
+    "reconnaissance",
+    "resource_development",
+    "initial_access",
+    "execution",
+    "persistence",
+    "privilege_escalation",
+    "defense_evasion",
+    "credential_access",
+    "discovery",
+    "lateral_movement",
+    "collection",
+    "command_and_control",
+    "exfiltration",
+    "impact",
+}
+_TECHNIQUE = re.compile(r"^t\d{4}(\.\d{3})?$")
+
+
+class Unsupported(Exception):
+    """A rule construct this engine does not evaluate; the rule is listed with the reason."""
+
+
+# --- value matchers -----------------------------------------------------------------------------
+_MULTI, _SINGLE = object(), object()
+
+
+def _pattern(parts, lower: bool) -> Callable[[str], bool]:
+    """A SigmaString (plain text and wildcards) as the fastest exact test."""
+    shape: list = []
+    for part in parts:
+        if isinstance(part, str):
+            shape.append(part.lower() if lower else part)
+        elif part == SpecialChars.WILDCARD_MULTI:
+            shape.append(_MULTI)
+        elif part == SpecialChars.WILDCARD_SINGLE:
+            shape.append(_SINGLE)
+        else:
+            raise Unsupported("placeholders (%name%) are not supported")
+    texts = [p for p in shape if isinstance(p, str)]
+    if len(texts) == len(shape):
+        plain = "".join(texts)
+        return plain.__eq__
+    if not texts:
+        if _SINGLE not in shape:
+            return lambda v: True
+    elif len(shape) == 3 and shape[0] is _MULTI and shape[2] is _MULTI and len(texts) == 1:
+        text = texts[0]
+        return lambda v: text in v
+    elif len(shape) == 2 and shape[1] is _MULTI and len(texts) == 1:
+        text = texts[0]
+        return lambda v: v.startswith(text)
+    elif len(shape) == 2 and shape[0] is _MULTI and len(texts) == 1:
+        text = texts[0]
+        return lambda v: v.endswith(text)
+    regex = "".join(".*" if p is _MULTI else "." if p is _SINGLE else re.escape(p) for p in shape)
+    compiled = re.compile(regex, re.DOTALL)
+    return lambda v: compiled.fullmatch(v) is not None
+
+
+def _on_lower(name: str, test: Callable[[str], bool]) -> Matcher:
+    def match(view: FieldView) -> bool:
+        values = view.lower.get(name)
+        if values is None:
+            return False
+        for value in values:
+            if test(value):
+                return True
+        return False
+
+    return match
+
+
+def _on_original(name: str, test: Callable[[str], bool]) -> Matcher:
+    def match(view: FieldView) -> bool:
+        for value in view.original.get(name, ()):
+            if test(value):
+                return True
+        return False
+
+    return match
+
+
+def _equals(name: str, text: str) -> Matcher:
+    def match(view: FieldView) -> bool:
+        values = view.lower.get(name)
+        return values is not None and text in values
+
+    return match
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(int(value, 0)) if value.lower().startswith("0x") else float(value)
+    except ValueError:
+        return None
+
+
+_COMPARE = {
+    CompareOperators.LT: lambda a, b: a < b,
+    CompareOperators.LTE: lambda a, b: a <= b,
+    CompareOperators.GT: lambda a, b: a > b,
+    CompareOperators.GTE: lambda a, b: a >= b,
+    CompareOperators.NEQ: lambda a, b: a != b,
+}
+
+
+def _cidr_test(network) -> Callable[[str], bool]:
+    def test(value: str) -> bool:
+        try:
+            return ipaddress.ip_address(source_address(value)) in network
+        except ValueError:
+            return False
+
+    return test
+
+
+def _field_matcher(name: str, value) -> Matcher:  # noqa: C901 - one branch per Sigma type
+    if isinstance(value, SigmaExpansion):
+        return _any([_field_matcher(name, v) for v in value.values])
+    if isinstance(value, SigmaCasedString):
+        return _on_original(name, _pattern(value.s, lower=False))
+    if isinstance(value, SigmaString):
+        if not value.contains_special():
+            return _equals(name, value.to_plain().lower())
+        return _on_lower(name, _pattern(value.s, lower=True))
+    if isinstance(value, SigmaBool):
+        return _equals(name, "true" if value.boolean else "false")
+    if isinstance(value, SigmaNumber):
+        return _equals(name, str(value.number).lower())
+    if isinstance(value, SigmaNull):
+
+        def is_null(view: FieldView) -> bool:
+            values = view.lower.get(name)
+            return values is None or all(v in PLACEHOLDERS for v in values)
+
+        return is_null
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
+        regex = re.compile(value.regexp.to_plain(), flags)
+        return _on_original(name, lambda v: regex.search(v) is not None)
+    if isinstance(value, SigmaCIDRExpression):
+        return _on_original(name, _cidr_test(value.network))
+    if isinstance(value, SigmaCompareExpression):
+        op, bound = _COMPARE[value.op], float(value.number.number)
+
+        def compare(v: str) -> bool:
+            number = _number(v)
+            return number is not None and op(number, bound)
+
+        return _on_lower(name, compare)
+    if isinstance(value, SigmaExists):
+        wanted = value.exists
+        return lambda view: (name in view.lower) == wanted
+    if isinstance(value, SigmaFieldReference):
+        other = value.field.lower()
+
+        def same(view: FieldView) -> bool:
+            mine, theirs = view.lower.get(name), view.lower.get(other)
+            return bool(mine and theirs and set(mine) & set(theirs))
+
+        return same
+    raise Unsupported(f"value type {type(value).__name__} is not supported")
+
+
+def _keyword(value) -> Matcher:
+    """A keyword (no field): matches if any field contains it."""
+    if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
+        raise Unsupported(f"keyword of type {type(value).__name__} is not supported")
+    test = (
+        _pattern(value.s, lower=True)
+        if value.contains_special()
+        else (lambda text: lambda v: text in v)(value.to_plain().lower())
+    )
+
+    def match(view: FieldView) -> bool:
+        for values in view.lower.values():
+            for v in values:
+                if test(v):
+                    return True
+        return False
+
+    return match
+
+
+def _all(matchers: list[Matcher]) -> Matcher:
+    if len(matchers) == 1:
+        return matchers[0]
+
+    def match(view: FieldView) -> bool:
+        for m in matchers:
+            if not m(view):
+                return False
+        return True
+
+    return match
+
+
+def _any(matchers: list[Matcher]) -> Matcher:
+    if len(matchers) == 1:
+        return matchers[0]
+
+    def match(view: FieldView) -> bool:
+        for m in matchers:
+            if m(view):
+                return True
+        return False
+
+    return match
+
+
+def compile_condition(node) -> Matcher:
+    if isinstance(node, ConditionAND):
+        return _all([compile_condition(arg) for arg in node.args])
+    if isinstance(node, ConditionOR):
+        return _any([compile_condition(arg) for arg in node.args])
+    if isinstance(node, ConditionNOT):
+        inner = compile_condition(node.args[0])
+        return lambda view: not inner(view)
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        return _field_matcher(node.field.lower(), node.value)
+    if isinstance(node, ConditionValueExpression):
+        return _keyword(node.value)
+    raise Unsupported(f"condition element {type(node).__name__} is not supported")
+
+
+def required_event_ids(node) -> frozenset[int] | None:
+    """EventIDs an event must have to match (None: any), used to skip rules cheaply."""
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        if node.field.lower() != "eventid":
+            return None
+        value = node.value
+        if isinstance(value, SigmaNumber):
+            return frozenset({int(value.number)})
+        if isinstance(value, SigmaString) and not value.contains_special():
+            plain = value.to_plain().strip()
+            return frozenset({int(plain)}) if plain.isdigit() else None
+        return None
+    if isinstance(node, ConditionOR):
+        union: set[int] = set()
+        for arg in node.args:
+            ids = required_event_ids(arg)
+            if ids is None:
+                return None
+            union |= ids
+        return frozenset(union)
+    if isinstance(node, ConditionAND):
+        found = [ids for ids in map(required_event_ids, node.args) if ids is not None]
+        if not found:
+            return None
+        return frozenset(set.intersection(*map(set, found)))
+    return None
+
+
+# --- compiled rules -----------------------------------------------------------------------------
+@dataclass
+class CompiledRule:
+    rule_id: str
+    title: str
+    severity: int
+    category: str
+    techniques: list[str]
+    description: str
+    path: str
+    match: Matcher
+    event_ids: frozenset[int] | None
+    channel: str | None
+    generates_alerts: bool = True
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
+
+    def applies(self, view: FieldView) -> bool:
+        if self.channel is not None:
+            channel = view.lower.get("channel")
+            if channel is not None and self.channel not in channel:
+                return False
+        return self.match(view)
+
+
+@dataclass
+class CompiledCorrelation:
+    rule_id: str
+    title: str
+    severity: int
+    category: str
+    techniques: list[str]
+    description: str
+    path: str
+    kind: str  # "event_count" or "value_count"
+    group_by: list[str]
+    window_seconds: int
+    threshold: int  # fires when the metric reaches this (gt N is stored as N + 1)
+    exact: bool  # `eq`: fires only while the metric equals the threshold
+    value_field: str | None = None
+
+
+@dataclass
+class RuleEntry:
+    """One loaded (or refused) rule, as listed by the admin and `manage.py sigma_rules`."""
+
+    rule_id: str
+    title: str
+    path: str
+    kind: str  # rule / correlation / file
+    level: str = ""
+    error: str = ""
+
+
+@dataclass
+class SigmaRuleSet:
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[CompiledCorrelation] = field(default_factory=list)
+    entries: list[RuleEntry] = field(default_factory=list)
+
+
+def _tags(rule) -> tuple[str, list[str]]:
+    category, techniques = "", []
+    for tag in rule.tags or []:
+        if tag.namespace != "attack":
+            continue
+        name = tag.name.lower().replace("-", "_")
+        if _TECHNIQUE.match(name):
+            techniques.append(name.upper())
+        elif name in _TACTICS and not category:
+            category = name
+    return category or "sigma", techniques
+
+
+def _level(rule) -> str:
+    return rule.level.name.lower() if rule.level is not None else ""
+
+
+def _common(rule, path: str) -> dict:
+    category, techniques = _tags(rule)
+    return {
+        "rule_id": f"sigma:{rule.id or rule.name or rule.title}",
+        "title": rule.title,
+        "severity": LEVEL_SEVERITY.get(_level(rule), 3),
+        "category": category,
+        "techniques": techniques,
+        "description": (rule.description or "").strip(),
+        "path": path,
+    }
+
+
+def _compile_rule(rule: SigmaRule, path: str) -> CompiledRule:
+    if len(rule.detection.parsed_condition) != 1:
+        raise Unsupported("rules with several conditions are not supported")
+    tree = rule.detection.parsed_condition[0].parsed
+    logsource = rule.logsource
+    channel = None
+    if logsource.service:
+        channel = SERVICE_CHANNELS.get(logsource.service.lower())
+        if channel is None:
+            raise Unsupported(f"logsource service {logsource.service!r} is not mapped")
+    return CompiledRule(
+        **_common(rule, path),
+        match=compile_condition(tree),
+        event_ids=required_event_ids(tree),
+        channel=channel,
+    )
+
+
+_OPERATORS = {
+    SigmaCorrelationConditionOperator.GTE: (0, False),
+    SigmaCorrelationConditionOperator.GT: (1, False),
+    SigmaCorrelationConditionOperator.EQ: (0, True),
+}
+
+
+def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorrelation:
+    kinds = {
+        SigmaCorrelationType.EVENT_COUNT: "event_count",
+        SigmaCorrelationType.VALUE_COUNT: "value_count",
+    }
+    if rule.type not in kinds:
+        raise Unsupported(f"correlation type {rule.type.name.lower()} is not supported")
+    if rule.aliases and rule.aliases.aliases:
+        raise Unsupported("correlation field aliases are not supported")
+    condition = rule.condition
+    if condition.op not in _OPERATORS:
+        raise Unsupported(
+            f"correlation condition {condition.op.name.lower()} cannot fire in real time"
+        )
+    offset, exact = _OPERATORS[condition.op]
+    value_field = None
+    if rule.type == SigmaCorrelationType.VALUE_COUNT:
+        if not condition.fieldref:
+            raise Unsupported("value_count needs a condition field")
+        value_field = condition.fieldref.lower()
+    return CompiledCorrelation(
+        **_common(rule, path),
+        kind=kinds[rule.type],
+        group_by=[name.lower() for name in rule.group_by or []],
+        window_seconds=int(rule.timespan.seconds),
+        threshold=int(condition.count) + offset,
+        exact=exact,
+        value_field=value_field,
+    )
+
+
+def _error_text(errors) -> str:
+    return "; ".join(str(e) for e in errors)[:2000]
+
+
+def load_rules(directory: str | Path) -> SigmaRuleSet:
+    """Load every `*.yml`/`*.yaml` below `directory`; failures become entries with a reason."""
+    result = SigmaRuleSet()
+    root = Path(directory)
+    if not root.is_dir():
+        result.entries.append(
+            RuleEntry(f"dir:{root}", str(root), str(root), "file", error="not a directory")
+        )
+        return result
+    parsed: list[tuple[object, str]] = []
+    for file in sorted([*root.rglob("*.yml"), *root.rglob("*.yaml")]):
+        path = str(file.relative_to(root))
+        try:
+            collection = SigmaCollection.from_yaml(
+                file.read_text(encoding="utf-8"), collect_errors=True, resolve_references=False
+            )
+        except Exception as exc:  # noqa: BLE001 - any parser failure is a listed load error
+            result.entries.append(RuleEntry(f"file:{path}", path, path, "file", error=str(exc)))
+            continue
+        for error in collection.errors:
+            result.entries.append(RuleEntry(f"file:{path}", path, path, "file", error=str(error)))
+        parsed.extend((rule, path) for rule in collection.rules)
+
+    everything = SigmaCollection([rule for rule, _ in parsed], resolve_references=False)
+    try:
+        everything.resolve_rule_references()
+    except Exception as exc:  # noqa: BLE001 - a dangling reference is reported per rule below
+        logger.warning("sigma: unresolved rule references: %s", exc)
+
+    compiled_by_rule: dict[int, CompiledRule] = {}
+    for rule, path in parsed:
+        entry = RuleEntry(
+            _common(rule, path)["rule_id"],
+            rule.title,
+            path,
+            "correlation" if isinstance(rule, SigmaCorrelationRule) else "rule",
+            _level(rule),
+        )
+        result.entries.append(entry)
+        if rule.errors:
+            entry.error = _error_text(rule.errors)
+            continue
+        try:
+            if isinstance(rule, SigmaCorrelationRule):
+                continue  # compiled after every base rule is
+            compiled = _compile_rule(rule, path)
+        except Exception as exc:  # noqa: BLE001 - pySigma raises many types; all are listed
+            entry.error = str(exc) if isinstance(exc, Unsupported) else f"{exc}"
+            continue
+        compiled_by_rule[id(rule)] = compiled
+        result.rules.append(compiled)
+
+    entries = {entry.rule_id: entry for entry in result.entries}
+    for rule, path in parsed:
+        if not isinstance(rule, SigmaCorrelationRule) or rule.errors:
+            continue
+        entry = entries[_common(rule, path)["rule_id"]]
+        try:
+            correlation = _compile_correlation(rule, path)
+            bases = []
+            for reference in rule.rules:
+                base = getattr(reference, "rule", None)
+                if base is None or id(base) not in compiled_by_rule:
+                    raise Unsupported(f"referenced rule {reference.reference!r} is not loaded")
+                bases.append(compiled_by_rule[id(base)])
+        except Exception as exc:  # noqa: BLE001 - listed, never raised
+            entry.error = str(exc)
+            continue
+        for base in bases:
+            base.correlations.append(correlation)
+            if not rule.generate:
+                base.generates_alerts = False
+        result.correlations.append(correlation)
+    return result
