@@ -236,6 +236,17 @@ CHANNEL_LAYERS = {
     }
 }
 
+# Real-time presence (docs/realtime.md): a socket's record expires TTL seconds after its process
+# stops refreshing it (every REFRESH seconds); sockets re-check their session every RECHECK
+# seconds as a safety net for a revocation message lost while Redis was unreachable.
+REALTIME_PRESENCE_TTL_SEC = env_int("REALTIME_PRESENCE_TTL_SEC", 30, minimum=2)
+REALTIME_PRESENCE_REFRESH_SEC = env_int("REALTIME_PRESENCE_REFRESH_SEC", 10, minimum=1)
+if REALTIME_PRESENCE_REFRESH_SEC >= REALTIME_PRESENCE_TTL_SEC:
+    raise ImproperlyConfigured(
+        "REALTIME_PRESENCE_REFRESH_SEC must be below REALTIME_PRESENCE_TTL_SEC"
+    )
+REALTIME_SESSION_RECHECK_SEC = env_int("REALTIME_SESSION_RECHECK_SEC", 30, minimum=1)
+
 # --- Celery ------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
