@@ -70,7 +70,7 @@ export class RateChart {
     const values = this.series();
     const max = Math.max(1, ...values.map(([, v]) => v));
     const top = niceCeiling(Math.max(5, max));
-    const pad = { left: 36, right: 8, top: 10, bottom: 20 };
+    const pad = { left: 44, right: 16, top: 14, bottom: 24 };
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
 
@@ -101,7 +101,7 @@ export class RateChart {
       if (value > 0) ctx.fillRect(x, pad.top + plotH - barH, barW, Math.max(barH, 1.5));
       if (minute % 5 === 0) {
         ctx.fillStyle = this.colors.text;
-        ctx.fillText(new Date(minute * MINUTE).toISOString().slice(11, 16), x + barW / 2, height - 5);
+        ctx.fillText(new Date(minute * MINUTE).toISOString().slice(11, 16), x + barW / 2, height - 7);
       }
     });
   }

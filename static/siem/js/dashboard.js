@@ -145,12 +145,12 @@ async function wsCredential() {
 async function loadSnapshot() {
   const tasks = [
     ['statistics', () => api.get('/dashboard/statistics/'), (stats) => counters.set(stats)],
-    ['alerts', () => api.get('/alerts/'), (page) => alerts.load(listOf(page))],
-    ['events', () => api.get('/events/'), (page) => {
+    ['alerts', () => api.get('/alerts/?page_size=100'), (page) => alerts.load(listOf(page))],
+    ['events', () => api.get('/events/?page_size=200'), (page) => {
       for (const event of events.load(listOf(page))) chart.add(arrivalTime(event));
       renderRate();
     }],
-    ['agents', () => api.get('/agents/'), (page) => agents.load(listOf(page))],
+    ['agents', () => api.get('/agents/?page_size=200'), (page) => agents.load(listOf(page))],
   ];
   await Promise.all(tasks.map(async ([name, fetchIt, apply]) => {
     try {

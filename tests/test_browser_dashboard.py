@@ -1,0 +1,354 @@
+"""The live dashboard page in headless Chromium, against a real daphne and real Redis.
+
+Users (password `Passw0rd!x`, created in the server's own database):
+- `analyst` — group analyst: triages alerts (sees Acknowledge / Resolve)
+- `viewer`  — group viewer: reads only (sees no triage buttons)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+
+WAIT = 15_000  # ms; Playwright polls until then, nothing is asserted about time
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = LiveServer()
+    srv.prepare()
+    srv.start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(srv.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """Pages in separate contexts (separate sessionStorage, like two analysts' browsers)."""
+    contexts, errors = [], []
+
+    def make() -> Page:
+        context = browser.new_context(viewport={"width": 1600, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def analyst_token(server) -> str:
+    return server.login("analyst")
+
+
+def sign_in(page: Page, server: LiveServer, username: str = "analyst") -> None:
+    page.goto(f"{server.url}/")
+    page.fill("#signin-username", username)
+    page.fill("#signin-password", PASSWORD)
+    page.click("#signin-submit")
+    expect(page.locator("#app")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT)
+
+
+def unique(text: str) -> str:
+    return f"{text} {uuid.uuid4().hex[:6]}"
+
+
+def post_event(server, token, message, severity=3, computer="WS-001") -> int:
+    answer = server.api(
+        "POST",
+        "/events/",
+        token,
+        json={
+            "computer": computer,
+            "event_code": 4625,
+            "severity": severity,
+            "message": message,
+            "source_type": "Windows Security",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["event_id"]
+
+
+def post_alert(server, token, title, severity=4, hostname="WS-001") -> int:
+    answer = server.api(
+        "POST",
+        "/alerts/",
+        token,
+        json={
+            "title": title,
+            "severity": severity,
+            "category": "brute_force",
+            "hostname": hostname,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["alert_id"]
+
+
+def counter(page: Page, stat_id: str) -> int:
+    return int(page.inner_text(f"#stat-{stat_id}").replace(",", ""))
+
+
+def alert_row(page: Page, alert_id: int):
+    return page.locator(f'#alert-feed li[data-alert-id="{alert_id}"]')
+
+
+# --- sign-in and counters --------------------------------------------------------------------
+def test_wrong_password_is_refused_with_a_reason_and_the_right_one_shows_the_counters(
+    server, open_page, analyst_token
+):
+    page = open_page()
+    page.goto(f"{server.url}/")
+    page.fill("#signin-username", "analyst")
+    page.fill("#signin-password", "not-the-password")
+    page.click("#signin-submit")
+    expect(page.locator("#signin-error")).to_have_text("Wrong user name or password.")
+    expect(page.locator("#app")).to_be_hidden()
+
+    post_event(server, analyst_token, unique("Counted event"), severity=5)
+    stats = server.api("GET", "/dashboard/statistics/", analyst_token).json()
+    sign_in(page, server)
+    for group in ("events", "alerts", "incidents", "agents"):
+        for key, value in stats[group].items():
+            if page.locator(f"#stat-{group}-{key}").count():
+                expect(page.locator(f"#stat-{group}-{key}")).to_have_text(f"{value:,}")
+    assert stats["events"]["total_24h"] >= 1
+    expect(page.locator("#whoami")).to_have_text("analyst · analyst")
+    # The token lives in this tab's sessionStorage, not in a cookie.
+    assert page.evaluate("sessionStorage.getItem('siem.token')").startswith("eyJ")
+    assert page.context.cookies() == []
+
+
+# --- live event stream, alert feed, counters ---------------------------------------------------
+def test_an_event_and_an_alert_posted_through_the_api_appear_live(server, open_page, analyst_token):
+    page = open_page()
+    sign_in(page, server)
+    events_before = counter(page, "events-total_24h")
+    new_before = counter(page, "alerts-new")
+    critical_before = counter(page, "alerts-critical")
+
+    message = unique("Failed login for svc_backup")
+    event_id = post_event(server, analyst_token, message, severity=4, computer="DC-01")
+    row = page.locator(f'#event-stream tr[data-event-id="{event_id}"]')
+    expect(row).to_contain_text(message)
+    expect(row).to_contain_text("DC-01")
+    expect(row.locator(".sev-badge")).to_have_text("high")
+    expect(page.locator("#event-stream tr").first).to_have_attribute("data-event-id", str(event_id))
+    expect(page.locator("#stat-events-total_24h")).to_have_text(f"{events_before + 1:,}")
+
+    title = unique("Brute force against DC-01")
+    alert_id = post_alert(server, analyst_token, title, severity=5, hostname="DC-01")
+    first = page.locator("#alert-feed li").first
+    expect(first).to_have_attribute("data-alert-id", str(alert_id))
+    expect(first).to_contain_text(title)
+    expect(first).to_have_class(re.compile(r"\bsev-critical\b"))
+    expect(first.locator(".status-badge")).to_have_text("new")
+    expect(page.locator("#stat-alerts-new")).to_have_text(f"{new_before + 1:,}")
+    expect(page.locator("#stat-alerts-critical")).to_have_text(f"{critical_before + 1:,}")
+
+
+def test_acknowledge_on_one_page_changes_the_row_in_place_on_another(
+    server, open_page, analyst_token
+):
+    ids = [
+        post_alert(server, analyst_token, unique("Scroll filler"), severity=2) for _ in range(25)
+    ]
+    target = ids[5]  # far enough down that the feed must scroll
+    acting, watching = open_page(), open_page()
+    sign_in(acting, server)
+    sign_in(watching, server)
+
+    row = alert_row(watching, target)
+    row.click()
+    expect(row).to_have_class(re.compile(r"\bselected\b"))
+    # Scroll the feed so the target row sits mid-view, and mark the DOM node to prove it is
+    # updated in place rather than re-rendered.
+    watching.evaluate(
+        """(id) => {
+            const feed = document.getElementById('alert-feed');
+            const el = feed.querySelector(`li[data-alert-id="${id}"]`);
+            feed.scrollTop = el.offsetTop - feed.offsetTop - 100;
+            el.dataset.marker = 'same-node';
+        }""",
+        target,
+    )
+    scroll_before = watching.evaluate("document.getElementById('alert-feed').scrollTop")
+    assert scroll_before > 0
+    top_before = watching.evaluate(
+        "(id) => document.querySelector(`li[data-alert-id='${id}']`).getBoundingClientRect().top",
+        target,
+    )
+
+    alert_row(acting, target).get_by_role("button", name="Acknowledge").click()
+    expect(alert_row(acting, target).locator(".status-badge")).to_have_text("acknowledged")
+
+    expect(row.locator(".status-badge")).to_have_text("acknowledged", timeout=WAIT)
+    expect(row).to_contain_text("→ analyst")
+    expect(row).to_have_attribute("data-marker", "same-node")
+    expect(row).to_have_class(re.compile(r"\bselected\b"))
+    expect(row.get_by_role("button", name="Acknowledge")).to_be_hidden()
+    assert watching.evaluate("document.getElementById('alert-feed').scrollTop") == scroll_before
+
+    # A new alert arriving at the top does not move what the analyst is looking at.
+    newest = post_alert(server, analyst_token, unique("Arrives while scrolled"), severity=3)
+    expect(alert_row(watching, newest)).to_be_attached()
+    top_after = watching.evaluate(
+        "(id) => document.querySelector(`li[data-alert-id='${id}']`).getBoundingClientRect().top",
+        target,
+    )
+    assert abs(top_after - top_before) < 1
+
+    # Resolve from the watching page; the acting page follows.
+    row.get_by_role("button", name="Resolve").click()
+    expect(alert_row(acting, target).locator(".status-badge")).to_have_text("resolved")
+
+
+def test_pause_holds_new_events_until_resumed(server, open_page, analyst_token):
+    page = open_page()
+    sign_in(page, server)
+    pause = page.locator("#events-pause")
+    pause.click()
+    expect(pause).to_have_attribute("aria-pressed", "true")
+
+    message = unique("Held while paused")
+    event_id = post_event(server, analyst_token, message)
+    expect(pause).to_have_text("Resume · 1 new")
+    assert page.locator(f'#event-stream tr[data-event-id="{event_id}"]').count() == 0
+
+    pause.click()
+    expect(page.locator("#event-stream tr").first).to_have_attribute("data-event-id", str(event_id))
+    expect(pause).to_have_text("Pause")
+
+
+def test_statistics_and_ai_notifications_arrive_over_the_socket(server, open_page):
+    page = open_page()
+    sign_in(page, server)
+    before = counter(page, "events-total_24h")
+    # Three events written without any broadcast: only a `statistics` message can show them.
+    server.shell(
+        "from events.models import SecurityEvent\n"
+        "SecurityEvent.objects.bulk_create([SecurityEvent(computer='WS-009', event_code=4624,"
+        " severity=1, message='quiet') for _ in range(3)])"
+    )
+    sent = server.shell(
+        "from realtime.tasks import broadcast_dashboard_statistics\n"
+        "print(broadcast_dashboard_statistics())"
+    )
+    assert sent.strip() == "True"  # the page's socket counts as a dashboard watcher
+    expect(page.locator("#stat-events-total_24h")).to_have_text(f"{before + 3:,}")
+    expect(page.locator("#stats-updated")).to_contain_text("Statistics as of")
+
+    notification = {
+        "event_id": 12345,
+        "computer": "DC-01",
+        "ai_score": 95,
+        "ai_category": "intrusion",
+        "ai_description": "Credential dumping on a domain controller",
+        "message": "lsass access",
+    }
+    server.shell(
+        "import json\nfrom realtime.manager import get_connection_manager\n"
+        f"get_connection_manager().broadcast_notification(json.loads({json.dumps(notification)!r}),"
+        " severity='critical')"
+    )
+    toast = page.locator(".toast-critical")
+    expect(toast).to_contain_text("score 95")
+    expect(toast).to_contain_text("DC-01")
+    expect(toast).to_contain_text("Credential dumping on a domain controller")
+
+
+def test_a_refused_action_shows_the_servers_reason_on_the_row(server, open_page, analyst_token):
+    alert_id = post_alert(server, analyst_token, unique("Closed behind the page's back"))
+    page = open_page()
+    sign_in(page, server)
+    row = alert_row(page, alert_id)
+    expect(row.locator(".status-badge")).to_have_text("new")
+    # Closed by a write that broadcasts nothing, so the page still offers Acknowledge.
+    server.shell(
+        "from alerts.models import Alert\n"
+        f"Alert.objects.filter(pk={alert_id}).update(status='resolved', is_open=False)"
+    )
+    row.get_by_role("button", name="Acknowledge").click()
+    expect(row.locator(".row-error")).to_contain_text("acknowledge failed:")
+    expect(row.locator(".row-error")).to_contain_text("cannot change to 'acknowledged'")
+
+
+def test_a_viewer_sees_the_feed_without_triage_buttons(server, open_page, analyst_token):
+    alert_id = post_alert(server, analyst_token, unique("Visible to viewers"))
+    page = open_page()
+    sign_in(page, server, "viewer")
+    row = alert_row(page, alert_id)
+    expect(row).to_contain_text("Visible to viewers")
+    expect(row.get_by_role("button", name="Acknowledge")).to_be_hidden()
+    expect(row.get_by_role("button", name="Resolve")).to_be_hidden()
+
+
+def test_a_revoked_session_returns_the_page_to_sign_in(server, open_page):
+    page = open_page()
+    sign_in(page, server)
+    token = page.evaluate("sessionStorage.getItem('siem.token')")
+    assert server.api("POST", "/auth/logout", token).status_code == 204
+    expect(page.locator("#signin")).to_be_visible(timeout=WAIT)
+    expect(page.locator("#signin-error")).to_contain_text("sign in again")
+    assert page.evaluate("sessionStorage.getItem('siem.token')") is None
+
+
+def test_sign_out_revokes_the_token(server, open_page):
+    page = open_page()
+    sign_in(page, server)
+    token = page.evaluate("sessionStorage.getItem('siem.token')")
+    page.click("#signout")
+    expect(page.locator("#signin")).to_be_visible()
+    assert server.api("GET", "/auth/me", token).status_code == 401
+
+
+# --- resilience: keep this last, it restarts the module's server -----------------------------
+def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
+    server, open_page, analyst_token
+):
+    page = open_page()
+    sign_in(page, server)
+
+    server.kill()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#connection-text")).to_contain_text("Connection lost")
+
+    server.start()
+    # Written while the page is still waiting to retry: the page can only learn of it from the
+    # snapshot it reloads after reconnecting.
+    missed = unique("Written during the outage")
+    missed_id = post_event(server, analyst_token, missed)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=45_000)
+    expect(page.locator(f'#event-stream tr[data-event-id="{missed_id}"]')).to_be_attached()
+
+    after = unique("After the restart")
+    after_id = post_event(server, analyst_token, after)
+    expect(page.locator("#event-stream tr").first).to_have_attribute("data-event-id", str(after_id))
