@@ -13,22 +13,25 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def _every(seconds: int, task: str) -> dict:
+    # A run not started within one interval is dropped: the next one does the same work, so a
+    # worker that was down does not replay a pile of stale runs when it comes back.
+    return {"task": task, "schedule": float(seconds), "options": {"expires": float(seconds)}}
+
+
 @app.on_after_finalize.connect
 def _install_beat_schedule(sender: Celery, **_kwargs) -> None:
     """Build the beat schedule from settings so that intervals follow the environment."""
     from django.conf import settings
 
     sender.conf.beat_schedule = {
-        "ai-analyzer": {
-            "task": "events.tasks.analyze_pending_events",
-            "schedule": float(settings.AI_PROCESS_INTERVAL_SEC),
-        },
-        "dashboard-updater": {
-            "task": "realtime.tasks.broadcast_dashboard_statistics",
-            "schedule": float(settings.DASHBOARD_UPDATE_INTERVAL_SEC),
-        },
-        "agent-watchdog": {
-            "task": "agents.tasks.mark_silent_agents_offline",
-            "schedule": float(settings.AGENT_WATCHDOG_INTERVAL_SEC),
-        },
+        "ai-analyzer": _every(
+            settings.AI_PROCESS_INTERVAL_SEC, "events.tasks.analyze_pending_events"
+        ),
+        "dashboard-updater": _every(
+            settings.DASHBOARD_UPDATE_INTERVAL_SEC, "realtime.tasks.broadcast_dashboard_statistics"
+        ),
+        "agent-watchdog": _every(
+            settings.AGENT_WATCHDOG_INTERVAL_SEC, "agents.tasks.mark_silent_agents_offline"
+        ),
     }

@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from events.ai.base import Analysis
+from events.normalize import event_fields
 
 BURST_WINDOW = timedelta(minutes=10)
 # Group names whose new members gain administrative power (4728/4732/4756).
@@ -34,6 +35,7 @@ PRIVILEGED_GROUPS = {
     "remote management users",
     "hyper-v administrators",
 }
+DOMAIN_ADMIN_GROUPS = {"domain admins", "enterprise admins", "schema admins"}
 # Directory replication rights: reading them from a non-DC account is DCSync (mimikatz lsadump).
 DCSYNC_GUIDS = {
     "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2": "DS-Replication-Get-Changes",
@@ -163,8 +165,8 @@ class BuiltinAnalyzer:
         return {event.event_id: self.analyze_one(event) for event in events}
 
     def analyze_one(self, event) -> Analysis:
-        raw = event.raw if isinstance(event.raw, dict) else {}
-        rule = RULES.get((event.source_type.lower().startswith("sysmon"), event.event_code))
+        raw = event_fields(event.raw)
+        rule = RULES.get((_is_sysmon(event, raw), event.event_code))
         if rule is None:
             rule = RULES.get((False, event.event_code))
         if rule is not None:
@@ -172,6 +174,11 @@ class BuiltinAnalyzer:
             if result is not None:
                 return result
         return _by_severity(event)
+
+
+def _is_sysmon(event, raw: dict[str, Any]) -> bool:
+    origin = f"{event.source_type} {raw.get('Channel', '')} {raw.get('Provider_Name', '')}"
+    return "sysmon" in origin.lower()
 
 
 def _by_severity(event) -> Analysis:
@@ -233,9 +240,25 @@ def _group_member_added(event, raw) -> Analysis:
     member = _field(raw, "MemberName", "MemberSid")
     member = member if member not in _NO_USER else _field(raw, "MemberSid") or "an account"
     who = _who(raw, "SubjectUserName")
+    by_system = who.endswith("$") or _field(raw, "SubjectUserSid") == "S-1-5-18"
+    if group.lower() in PRIVILEGED_GROUPS and by_system:
+        # Setup, Group Policy or LAPS-like tooling act as the computer itself; still worth a look.
+        return Analysis(
+            60,
+            "privilege_escalation",
+            f"{member} was added to the privileged group {group!r} by the system ({who}) on "
+            f"{event.computer}; expected during setup or from Group Policy, otherwise review.",
+        )
+    if group.lower() in DOMAIN_ADMIN_GROUPS:
+        return Analysis(
+            90,
+            "privilege_escalation",
+            f"{member} was added to the domain-wide group {group!r} by {who} on "
+            f"{event.computer}: full control of the domain.",
+        )
     if group.lower() in PRIVILEGED_GROUPS:
         return Analysis(
-            88,
+            78,
             "privilege_escalation",
             f"{member} was added to the privileged group {group!r} by {who} on {event.computer}.",
         )

@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from events.normalize import event_fields
+
 SYSTEM_PROMPT = (
     "You are a senior SOC analyst. You receive Windows security events as JSON and rate how "
     "likely each one is part of an attack. Answer with ONE JSON object and nothing else:\n"
@@ -144,7 +146,7 @@ def _clip(value: Any) -> Any:
 
 def event_payload(event, masker: Masker) -> dict[str, Any]:
     """The description of one event sent to the model (masked if the masker is enabled)."""
-    raw = event.raw if isinstance(event.raw, dict) else {}
+    raw = event_fields(event.raw)
     fields: dict[str, Any] = {}
     # Names first, so that free text below can mask every name this event mentions.
     for name, value in raw.items():
@@ -177,7 +179,7 @@ def event_payload(event, masker: Masker) -> dict[str, Any]:
 
 
 def _register_names(event, masker: Masker) -> None:
-    raw = event.raw if isinstance(event.raw, dict) else {}
+    raw = event_fields(event.raw)
     for name, value in raw.items():
         if name in USER_FIELDS:
             masker.user(value)

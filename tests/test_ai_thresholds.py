@@ -1,0 +1,149 @@
+"""Thresholds 70/85: exactly the right notifications and exactly one alert per event.
+
+Broadcasts are captured by real channel-layer receivers subscribed on the real Redis to the
+groups of `/ws/notifications`, `/ws/dashboard` and `/ws/alerts` (tests/ai_helpers.broadcasts).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts.models import Alert, AlertSource
+from events.ai import Analysis
+from events.analysis import claim_batch, run_batch
+from events.models import AnalysisStatus, SecurityEvent
+from events.services import apply_analysis
+from tests.ai_helpers import FakeLLM, broadcasts, verdicts
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+GROUPS = ["notifications", "dashboard", "alerts"]
+
+
+@pytest.fixture
+def llm(settings):
+    fake = FakeLLM().start()
+    settings.AI_PROVIDER = "openai"
+    settings.AI_BASE_URL = fake.base_url
+    settings.AI_MODEL = "m"
+    settings.AI_NOTIFY_THRESHOLD = 70
+    settings.AI_ALERT_THRESHOLD = 85
+    settings.AI_RETRY_BACKOFF_SEC = 0
+    yield fake
+    fake.stop()
+
+
+def event_on(computer: str, **fields) -> SecurityEvent:
+    values = {"event_code": 4688, "severity": 3, "message": f"process on {computer}"}
+    values.update(fields)
+    return SecurityEvent.objects.create(computer=computer, **values)
+
+
+def by_type(messages: list[dict], kind: str) -> list[dict]:
+    return [m for m in messages if m["type"] == kind]
+
+
+def test_scores_around_70_and_85_notify_and_alert_exactly_as_specified(llm):
+    scores = {"S-70": 70, "S-71": 71, "S-85": 85, "S-86": 86, "S-100": 100, "S-10": 10}
+    events = {name: event_on(name) for name in scores}
+    llm.behaviour = verdicts(lambda e: scores[e["computer"]], "intrusion")
+
+    result, received = broadcasts(GROUPS, run_batch)
+
+    assert result.analyzed == 6
+    notes = received["notifications"]
+    # > 70 notifies (71, 85, 86, 100); > 85 is critical (86, 100); 70 and 10 stay quiet.
+    assert sorted((n["data"]["computer"], n["severity"]) for n in notes) == [
+        ("S-100", "critical"),
+        ("S-71", "high"),
+        ("S-85", "high"),
+        ("S-86", "critical"),
+    ]
+    note = next(n for n in notes if n["data"]["computer"] == "S-86")
+    assert note["data"] == {
+        "event_id": events["S-86"].event_id,
+        "computer": "S-86",
+        "ai_score": 86,
+        "ai_category": "intrusion",
+        "ai_description": "verdict for S-86",
+        "message": "process on S-86",
+    }
+    # The dashboard gets the same notifications plus the alerts.
+    assert by_type(received["dashboard"], "notification") == notes
+    created = by_type(received["alerts"], "alert")
+    assert sorted(m["data"]["hostname"] for m in created) == ["S-100", "S-86"]
+    assert all(m["action"] == "created" for m in created)
+    assert by_type(received["dashboard"], "alert") == created
+    # Exactly one alert per event above 85, from the AI, linked to its event.
+    alerts = Alert.objects.order_by("hostname")
+    assert [(a.hostname, a.source, a.dedup_key) for a in alerts] == [
+        ("S-100", AlertSource.AI, f"ai:event:{events['S-100'].event_id}"),
+        ("S-86", AlertSource.AI, f"ai:event:{events['S-86'].event_id}"),
+    ]
+    assert list(alerts[1].events.all()) == [events["S-86"]]
+    assert alerts[1].category == "intrusion" and "verdict for S-86" in alerts[1].description
+
+
+def test_the_same_event_never_gets_a_second_alert(llm):
+    event = event_on("DC-01")
+    assert apply_analysis(event, Analysis(95, "intrusion", "first"), provider="test")
+
+    # Re-analysis after an analyst put it back (e.g. --retry-failed on a done event by hand),
+    # and the alert was resolved meanwhile: a notification again, but no second alert.
+    Alert.objects.update(is_open=False, status="resolved")
+    SecurityEvent.objects.filter(pk=event.pk).update(ai_status=AnalysisStatus.PENDING)
+    _, received = broadcasts(
+        GROUPS, lambda: apply_analysis(event, Analysis(97, "intrusion", "again"), provider="t")
+    )
+
+    assert Alert.objects.count() == 1
+    assert [n["severity"] for n in received["notifications"]] == ["critical"]
+    assert received["alerts"] == []
+
+
+def test_a_worker_whose_claim_was_taken_back_stores_nothing_and_sends_nothing(llm):
+    event = event_on("WS-9")
+    stale_claim, _ = claim_batch(10)
+    # The claim expired and another worker claimed and analyzed the event meanwhile.
+    SecurityEvent.objects.filter(pk=event.pk).update(ai_status=AnalysisStatus.PENDING)
+    fresh_claim, _ = claim_batch(10)
+    assert apply_analysis(
+        event, Analysis(90, "intrusion", "winner"), provider="b", claimed_at=fresh_claim
+    )
+
+    stored, received = broadcasts(
+        GROUPS,
+        lambda: apply_analysis(
+            event, Analysis(99, "intrusion", "late"), provider="a", claimed_at=stale_claim
+        ),
+    )
+
+    assert stored is False
+    assert received == {"notifications": [], "dashboard": [], "alerts": []}
+    event.refresh_from_db()
+    assert (event.ai_score, event.ai_description, event.ai_provider) == (90, "winner", "b")
+    assert Alert.objects.count() == 1
+
+
+def test_two_runs_racing_for_the_same_events_analyze_each_once(llm):
+    for index in range(6):
+        event_on(f"H-{index}", severity=4)
+    llm.behaviour = verdicts(lambda e: 99)
+
+    # Worker A claims first; worker B, running meanwhile, finds nothing left to claim.
+    claimed_at, claimed = claim_batch(10)
+    result_b, received_b = broadcasts(GROUPS, run_batch)
+    assert result_b.claimed == 0 and received_b["alerts"] == []
+    assert len(claimed) == 6 and llm.requests == []
+
+
+def test_thresholds_follow_the_settings(settings, llm):
+    settings.AI_NOTIFY_THRESHOLD = 40
+    settings.AI_ALERT_THRESHOLD = 60
+    event_on("LOW-50")
+    llm.behaviour = verdicts(lambda e: 50)
+
+    _, received = broadcasts(GROUPS, run_batch)
+
+    assert [n["severity"] for n in received["notifications"]] == ["high"]
+    assert received["alerts"] == [] and Alert.objects.count() == 0
