@@ -38,9 +38,12 @@ REDIS_URL = os.environ.get("SIEM_BROWSER_REDIS_URL", "redis://127.0.0.1:6379/6")
 
 SETUP_USERS = f"""
 from django.contrib.auth.models import Group, User
-for name, role, staff in [("admin", "admin", True), ("analyst", "analyst", True),
-                          ("viewer", "viewer", False)]:
-    user, _ = User.objects.get_or_create(username=name, defaults={{"is_staff": staff}})
+# The role groups carry no Django model permissions, so the admin pages need a superuser.
+for name, role, superuser in [("admin", "admin", True), ("analyst", "analyst", False),
+                              ("viewer", "viewer", False)]:
+    user, _ = User.objects.get_or_create(
+        username=name, defaults={{"is_staff": superuser, "is_superuser": superuser}}
+    )
     user.set_password({PASSWORD!r})
     user.save()
     user.groups.add(Group.objects.get(name=role))

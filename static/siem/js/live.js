@@ -24,7 +24,8 @@ export class LiveConnection {
    * @param {() => Promise<{token?: string, ticket?: string}>} o.credential
    * @param {(msg: object) => void} o.onMessage  every data message (not connection/pong)
    * @param {(s: {state: string, attempt: number, retryAt?: number, reason?: string}) => void} o.onState
-   * @param {(reason: string) => boolean} o.onAuthLost  return true to keep trying with a new credential
+   * @param {(reason: string) => boolean} o.onAuthLost  the socket was refused (4001/4003): return
+   *   true to try again with a fresh credential (a refused credential request always stops)
    * @param {(why: string) => void} o.onGap   messages may have been missed: reload the snapshot
    */
   constructor({
@@ -96,7 +97,8 @@ export class LiveConnection {
     } catch (err) {
       if (this.stopped) return;
       if (err && (err.status === 401 || err.status === 403)) {
-        this.authLost(err.message || 'Not signed in');
+        // Refused a credential at all: retrying cannot help, whatever onAuthLost would say.
+        this.giveUp(err.message || 'Not signed in');
       } else {
         this.scheduleRetry((err && err.message) || 'Could not get a connection credential');
       }
@@ -186,10 +188,11 @@ export class LiveConnection {
   }
 
   authLost(reason) {
-    if (this.onAuthLost(reason)) {
-      this.scheduleRetry(reason);
-      return;
-    }
+    if (this.onAuthLost(reason)) this.scheduleRetry(reason);
+    else this.giveUp(reason);
+  }
+
+  giveUp(reason) {
     this.stopped = true;
     window.removeEventListener('online', this.onOnline);
     this.emit('auth', { reason });
