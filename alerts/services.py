@@ -91,6 +91,7 @@ def create_alert(
     seen_at: datetime | None = None,
     actor=None,
     occurrence_count: int = 1,
+    first_seen: datetime | None = None,
 ) -> Alert:
     now = timezone.now()
     with transaction.atomic():
@@ -107,7 +108,7 @@ def create_alert(
             created_by=actor_user(actor),
             created_at=now,
             updated_at=now,
-            first_seen=seen_at or now,
+            first_seen=first_seen or seen_at or now,
             last_seen=seen_at or now,
             occurrence_count=occurrence_count,
         )
@@ -127,13 +128,15 @@ def raise_or_repeat(
     actor=None,
     count: int = 1,
     dedup_window: timedelta | None = None,
+    first_seen: datetime | None = None,
     **fields,
 ) -> tuple[Alert, bool]:
     """Create the alert for `dedup_key`, or count a repeat on the open one; (alert, created).
 
     Several workers may race on the same key: the partial unique index lets exactly one create
     it, and the losers fall back to counting a repeat. `count` is how many occurrences this call
-    stands for (a detection batch reports several at once). With `dedup_window`, a repeat seen
+    stands for (a detection batch reports several at once), `first_seen` the earliest of them.
+    With `dedup_window`, a repeat seen
     further than that from the open alert's [first_seen, last_seen] (event time) opens a new
     alert: the old one stays open as it was, its key suffixed with its id to free the key.
     """
@@ -146,7 +149,10 @@ def raise_or_repeat(
             )
             open_alert = None
         if open_alert is not None:
-            return record_repeat(open_alert, events=events, seen_at=seen_at, count=count), False
+            repeat = record_repeat(
+                open_alert, events=events, seen_at=seen_at, count=count, first_seen=first_seen
+            )
+            return repeat, False
         try:
             alert = create_alert(
                 dedup_key=dedup_key,
@@ -154,6 +160,7 @@ def raise_or_repeat(
                 seen_at=seen_at,
                 actor=actor,
                 occurrence_count=count,
+                first_seen=first_seen,
                 **fields,
             )
         except IntegrityError:
@@ -169,7 +176,12 @@ def _outside(alert: Alert, seen_at: datetime | None, window: timedelta | None) -
 
 
 def record_repeat(
-    alert: Alert, *, events: Iterable = (), seen_at: datetime | None = None, count: int = 1
+    alert: Alert,
+    *,
+    events: Iterable = (),
+    seen_at: datetime | None = None,
+    count: int = 1,
+    first_seen: datetime | None = None,
 ) -> Alert:
     """A repeat of the same detection: bump count and last_seen, broadcast `updated`."""
     with transaction.atomic():
@@ -178,8 +190,9 @@ def record_repeat(
         seen = seen_at or timezone.now()
         if seen > alert.last_seen:
             alert.last_seen = seen
-        if seen < alert.first_seen:  # out-of-order events (imports) widen the span backwards
-            alert.first_seen = seen
+        earliest = min(seen, first_seen or seen)
+        if earliest < alert.first_seen:  # out-of-order events (imports) widen the span backwards
+            alert.first_seen = earliest
         alert.updated_at = timezone.now()
         alert.save(update_fields=["occurrence_count", "first_seen", "last_seen", "updated_at"])
         events = list(events)

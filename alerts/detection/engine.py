@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import redis
 from django.conf import settings
@@ -82,11 +82,17 @@ class Finding:
     group: tuple[str, ...]
     event_ids: list[int] = field(default_factory=list)
     count: int = 0
+    first_seen: datetime | None = None
     last_seen: datetime | None = None
 
-    def add(self, event_ids: list[int], count: int, seen: datetime) -> None:
+    def add(
+        self, event_ids: list[int], count: int, seen: datetime, first: datetime | None = None
+    ) -> None:
         self.event_ids.extend(event_ids)
         self.count += count
+        first = min(first or seen, seen)
+        if self.first_seen is None or first < self.first_seen:
+            self.first_seen = first
         if self.last_seen is None or seen > self.last_seen:
             self.last_seen = seen
 
@@ -156,7 +162,13 @@ class Engine:
 
     # --- evaluation --------------------------------------------------------------------------
     def process(self, events: list) -> Counter:
-        """Run every enabled rule over a batch of stored events; returns matches per rule."""
+        """Run every enabled rule over stored events and raise the alerts; matches per rule."""
+        findings, fired = self.evaluate(events)
+        self.raise_alerts(findings)
+        return fired
+
+    def evaluate(self, events: list) -> tuple[list[Finding], Counter]:
+        """Steps 1-3: match and update the windows; what to raise, and matches per rule."""
         config = self.config()
         findings: dict[tuple[str, tuple[str, ...]], Finding] = {}
         requests: list[tuple] = []
@@ -222,10 +234,10 @@ class Engine:
                 if hit.reported:
                     fired[rule.rule_id] += len(hit.reported)
                     finding = self._finding(findings, rule, settings_, view, group)
-                    finding.add(hit.reported, len(hit.reported), _ts(view.event))
+                    first = datetime.fromtimestamp(hit.first_ts, tz=UTC)
+                    finding.add(hit.reported, len(hit.reported), _ts(view.event), first)
 
-        self._raise(findings.values())
-        return fired
+        return list(findings.values()), fired
 
     @staticmethod
     def _builtin_spec(rule: BuiltinRule, settings_: RuleSettings) -> WindowSpec:
@@ -253,7 +265,7 @@ class Engine:
         return finding
 
     @staticmethod
-    def _raise(findings) -> None:
+    def raise_alerts(findings: list[Finding]) -> None:
         from alerts.services import raise_or_repeat
 
         window = timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC)
@@ -262,6 +274,7 @@ class Engine:
                 dedup_key=finding.dedup_key,
                 events=finding.event_ids,
                 seen_at=finding.last_seen,
+                first_seen=finding.first_seen,
                 count=finding.count,
                 dedup_window=window,
                 title=finding.title,

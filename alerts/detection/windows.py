@@ -1,19 +1,26 @@
 """Sliding windows in event time, kept in Redis so every worker sees the same state.
 
-One sorted set per (rule, group) holds the group's events scored by event time; a second one
-holds the events already reported in an alert. A Lua script (atomic in Redis) adds one event and
-answers "is this event now inside a window of `window` seconds whose metric reaches the
-threshold, and which of that window's events were never reported?". Because add, measure and
-mark happen in one atomic step:
+Per (rule, group) three sorted sets, all scored by event time:
+
+- `all`: every event of the group (member `<event_id>|<value>`), for counting;
+- `pending`: the events not yet reported in an alert;
+- `values` (spraying): each distinct value (account) at the latest time it was seen.
+
+A Lua script (atomic in Redis) adds one event and answers "does a window of `window` seconds
+holding this event's own time reach the threshold, and if so which of its events were never
+reported?" The windows tried are those ending or starting at the event, starting at the earliest
+event of the window before it and ending at the latest event of the window after it. Reported
+events leave `pending`. Because add, measure and claim happen in one atomic step:
 
 - two workers feeding halves of a burst see one merged set: nothing is missed;
 - every event is reported at most once: nothing is double-counted, whoever runs first;
-- events arriving out of order (imports, agent retries) still land in the right window, since
-  the script looks at windows on both sides of the event's own timestamp.
+- events arriving out of order (imports, agent retries) still count in their own time's window;
+- a retried event (same id) is added once.
 
-The metric is the number of events (`event_count`) or of distinct values (`value_count`, e.g.
-distinct accounts for password spraying). Sets are capped and expire (wall clock), so a key that
-stops receiving events disappears.
+Each step is O(log n) plus the events it reports, so a burst of thousands of failed logons
+costs the same per event as the first few. Distinct counts use the latest time each value was
+seen: exact for events arriving in time order, an undercount for very late ones. Sets are capped
+and expire (wall clock), so a group that goes quiet disappears.
 """
 
 from __future__ import annotations
@@ -24,11 +31,11 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 
-# KEYS: events zset, reported zset.
+# KEYS: all, pending, values.
 # ARGV: member ("<event_id>|<value>"), ts, window, threshold, exact (0/1), distinct (0/1),
-#       ttl seconds, cap.
-# Returns {metric, reported member, ...}: the best metric of a window holding this event, and the
-# members of that window reported for the first time (empty unless the threshold is met).
+#       ttl seconds, cap, value.
+# Returns {metric, member, score, member, score...}: the metric of the fuller window next to
+# this event, and the events of that window reported for the first time (none below threshold).
 WINDOW_SCRIPT = """
 local ts = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -37,62 +44,49 @@ local exact = ARGV[5] == '1'
 local distinct = ARGV[6] == '1'
 local ttl = tonumber(ARGV[7])
 local cap = tonumber(ARGV[8])
-redis.call('ZADD', KEYS[1], ts, ARGV[1])
-if redis.call('ZCARD', KEYS[1]) > cap then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -cap - 1)
+if redis.call('ZADD', KEYS[1], 'NX', ts, ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], ts, ARGV[1])
 end
-redis.call('EXPIRE', KEYS[1], ttl)
-local flat = redis.call('ZRANGEBYSCORE', KEYS[1], ts - window, ts + window, 'WITHSCORES')
-local members, scores = {}, {}
-for i = 1, #flat, 2 do
-  members[#members + 1] = flat[i]
-  scores[#scores + 1] = tonumber(flat[i + 1])
+local counted = KEYS[1]
+if distinct then
+  redis.call('ZADD', KEYS[3], 'GT', ts, ARGV[9])
+  counted = KEYS[3]
 end
-local n = #members
-local function value_of(member)
-  local bar = string.find(member, '|', 1, true)
-  return string.sub(member, bar + 1)
+-- Candidate windows holding ts: ending at ts, starting at ts, starting at the earliest event
+-- of the past window, ending at the latest event of the next one (late and early arrivals).
+local candidates = {{ts - window, ts}, {ts, ts + window}}
+local earliest = redis.call('ZRANGEBYSCORE', counted, ts - window, ts, 'WITHSCORES', 'LIMIT', 0, 1)
+if #earliest > 0 then
+  local a = tonumber(earliest[2])
+  candidates[#candidates + 1] = {a, a + window}
 end
--- Windows [scores[left], scores[left] + window] that contain ts: left runs over events with
--- ts - window <= score <= ts; right is the last event inside the window.
-local best, best_left, best_right = 0, 0, 0
-local hit_left, hit_right = 0, 0
-local right = 0
-local counts, distinct_count = {}, 0
-for left = 1, n do
-  if scores[left] > ts then break end
-  while right < n and scores[right + 1] <= scores[left] + window do
-    right = right + 1
-    if distinct then
-      local v = value_of(members[right])
-      counts[v] = (counts[v] or 0) + 1
-      if counts[v] == 1 then distinct_count = distinct_count + 1 end
-    end
-  end
-  if scores[left] >= ts - window and right >= left then
-    local metric = right - left + 1
-    if distinct then metric = distinct_count end
-    if metric > best then best, best_left, best_right = metric, left, right end
-    if exact and metric == threshold and hit_left == 0 then hit_left, hit_right = left, right end
-  end
-  if distinct and left <= right then
-    local v = value_of(members[left])
-    counts[v] = counts[v] - 1
-    if counts[v] == 0 then distinct_count = distinct_count - 1 end
+local latest = redis.call('ZREVRANGEBYSCORE', counted, ts + window, ts, 'WITHSCORES', 'LIMIT', 0, 1)
+if #latest > 0 then
+  local b = tonumber(latest[2])
+  candidates[#candidates + 1] = {b - window, b}
+end
+local metric, low, high, fired = -1, 0, 0, false
+for _, w in ipairs(candidates) do
+  local m = redis.call('ZCOUNT', counted, w[1], w[2])
+  if exact then
+    if m == threshold and not fired then metric, low, high, fired = m, w[1], w[2], true end
+    if not fired and m > metric then metric = m end
+  elseif m > metric then
+    metric, low, high = m, w[1], w[2]
+    fired = m >= threshold
   end
 end
-if not exact and best >= threshold then hit_left, hit_right = best_left, best_right end
-local result = {best}
-if hit_left > 0 then
-  for i = hit_left, hit_right do
-    if redis.call('ZADD', KEYS[2], 'NX', scores[i], members[i]) == 1 then
-      result[#result + 1] = members[i]
-    end
+local result = {metric}
+if fired then
+  local items = redis.call('ZRANGEBYSCORE', KEYS[2], low, high, 'WITHSCORES')
+  for i = 1, #items do result[#result + 1] = items[i] end
+  if #items > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], low, high) end
+end
+for i = 1, 3 do
+  if redis.call('ZCARD', KEYS[i]) > cap then
+    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -cap - 1)
   end
-  if redis.call('ZCARD', KEYS[2]) > cap then
-    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1)
-  end
-  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[i], ttl)
 end
 return result
 """
@@ -124,6 +118,7 @@ class WindowHit:
 
     metric: int
     reported: list[int]  # event ids reported for the first time (empty: not firing)
+    first_ts: float | None = None  # earliest event time among them
 
 
 class WindowStore:
@@ -150,7 +145,7 @@ class WindowStore:
         for rule_id, group, spec, event_id, ts, value in requests:
             key = self.key(rule_id, group)
             self._script(
-                keys=[key, key + ":reported"],
+                keys=[key + ":all", key + ":pending", key + ":values"],
                 args=[
                     f"{event_id}|{value}",
                     repr(ts),
@@ -160,11 +155,19 @@ class WindowStore:
                     int(spec.distinct),
                     ttl,
                     cap,
+                    value,
                 ],
                 client=pipe,
             )
         hits = []
         for reply in pipe.execute():
-            members = [m.decode() if isinstance(m, bytes) else m for m in reply[1:]]
-            hits.append(WindowHit(int(reply[0]), [int(m.split("|", 1)[0]) for m in members]))
+            pairs = [m.decode() if isinstance(m, bytes) else m for m in reply[1:]]
+            members, scores = pairs[0::2], [float(s) for s in pairs[1::2]]
+            hits.append(
+                WindowHit(
+                    int(reply[0]),
+                    [int(m.split("|", 1)[0]) for m in members],
+                    min(scores) if scores else None,
+                )
+            )
         return hits
