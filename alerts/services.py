@@ -61,7 +61,9 @@ def _log(alert: Alert, actor, action: str, from_status: str = "", note: str = ""
 
 def _locked(alert: Alert) -> Alert:
     """Re-read the alert under a row lock so concurrent triage serializes."""
-    return Alert.objects.select_for_update().select_related("assigned_to").get(pk=alert.pk)
+    # No select_related here: PostgreSQL refuses FOR UPDATE on the nullable side of an outer
+    # join (assigned_to), and FOR UPDATE OF is not portable to every backend we support.
+    return Alert.objects.select_for_update().get(pk=alert.pk)
 
 
 def _resolve_user(user_or_name):

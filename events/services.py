@@ -89,7 +89,9 @@ def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
                 row.save(force_insert=True)
             created = rows
         get_connection_manager().broadcast_events(created)
-        transaction.on_commit(lambda: after_events_stored(created))
+        # robust: the events are committed whatever happens next; a failing post-ingestion
+        # step is logged, never turned into an error for the agent that shipped them.
+        transaction.on_commit(lambda: after_events_stored(created), robust=True)
     return created
 
 
