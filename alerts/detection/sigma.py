@@ -127,6 +127,11 @@ def _pattern(parts, lower: bool) -> Callable[[str], bool]:
     return lambda v: compiled.fullmatch(v) is not None
 
 
+def _plain(value: SigmaString) -> str:
+    """The literal text of a SigmaString without wildcards (to_plain() re-escapes `*`, `\\`)."""
+    return "".join(part for part in value.s if isinstance(part, str))
+
+
 def _on_lower(name: str, test: Callable[[str], bool]) -> Matcher:
     def match(view: FieldView) -> bool:
         values = view.lower.get(name)
@@ -191,7 +196,7 @@ def _field_matcher(name: str, value) -> Matcher:  # noqa: C901 - one branch per 
         return _on_original(name, _pattern(value.s, lower=False))
     if isinstance(value, SigmaString):
         if not value.contains_special():
-            return _equals(name, value.to_plain().lower())
+            return _equals(name, _plain(value).lower())
         return _on_lower(name, _pattern(value.s, lower=True))
     if isinstance(value, SigmaBool):
         return _equals(name, "true" if value.boolean else "false")
@@ -241,7 +246,7 @@ def _keyword(value) -> Matcher:
     test = (
         _pattern(value.s, lower=True)
         if value.contains_special()
-        else (lambda text: lambda v: text in v)(value.to_plain().lower())
+        else (lambda text: lambda v: text in v)(_plain(value).lower())
     )
 
     def match(view: FieldView) -> bool:
@@ -304,7 +309,7 @@ def required_event_ids(node) -> frozenset[int] | None:
         if isinstance(value, SigmaNumber):
             return frozenset({int(value.number)})
         if isinstance(value, SigmaString) and not value.contains_special():
-            plain = value.to_plain().strip()
+            plain = _plain(value).strip()
             return frozenset({int(plain)}) if plain.isdigit() else None
         return None
     if isinstance(node, ConditionOR):
