@@ -25,12 +25,17 @@ def bearer_client(user) -> APIClient:
 
 def wipe_login_throttle() -> None:
     """Forget failed logins counted under this test run's own Redis key prefix."""
+    import redis
+
     from accounts.login_throttle import _client
 
-    redis = _client()
-    keys = list(redis.scan_iter(f"{settings.REDIS_KEY_PREFIX}:login-fail:*"))
-    if keys:
-        redis.delete(*keys)
+    try:
+        client = _client()
+        keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:login-fail:*"))
+        if keys:
+            client.delete(*keys)
+    except redis.ConnectionError:
+        pass  # a test pointed REDIS_URL at a closed port: nothing was counted there
 
 
 def clients_for(admin_user, analyst, viewer, norole) -> dict[str, APIClient]:
