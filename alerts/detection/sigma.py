@@ -195,6 +195,8 @@ def _field_matcher(name: str, value) -> Matcher:  # noqa: C901 - one branch per 
     if isinstance(value, SigmaCasedString):
         return _on_original(name, _pattern(value.s, lower=False))
     if isinstance(value, SigmaString):
+        if value.contains_placeholder():
+            raise Unsupported("placeholders (%name%) are not supported")
         if not value.contains_special():
             return _equals(name, _plain(value).lower())
         return _on_lower(name, _pattern(value.s, lower=True))
