@@ -1,7 +1,7 @@
 """Who may call the agent endpoints: agents ship and heartbeat, users read the agent list.
 
-Callers (see tests/api_helpers.py): `admin`, `analyst`, `viewer` with Bearer tokens, `norole`
-(logged in, no role), `anonymous`, and `agent` (Authorization: Agent <token> of WS-AGENT).
+Callers (the `clients` fixture of tests/conftest.py): `admin`, `analyst`, `viewer` with Bearer
+tokens, `norole` (logged in, no role), `anonymous`, and `agent` (Agent token of WS-AGENT).
 """
 
 from __future__ import annotations
@@ -9,13 +9,6 @@ from __future__ import annotations
 import pytest
 
 from agents.models import Agent
-from tests import api_helpers
-
-# Fixtures from tests/api_helpers.py, bound here so that pytest finds them in this module.
-clients = api_helpers.clients
-norole = api_helpers.norole
-fast_password_hashing = api_helpers.fast_password_hashing
-clean_login_throttle = api_helpers.clean_login_throttle
 
 USER_STATUS = {"admin": 200, "analyst": 200, "viewer": 200, "norole": 403, "anonymous": 401}
 EVENT = {"event_code": 4625, "severity": 3, "message": "Failed login", "source_type": "Windows"}
