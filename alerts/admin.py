@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 
 from alerts import services
+from alerts.detection import admin as detection_admin  # noqa: F401 - registers rule pages
 from alerts.models import Alert, AlertActivity
 from siem.errors import InvalidTransition
 
