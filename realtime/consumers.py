@@ -3,12 +3,14 @@
 Life of a socket:
 1. Accept, then refuse (error message + application close code) if the middleware found no
    token (4001) or a bad one (4003), or the channel is unknown (4004).
-2. Join the channel's group and the group of the token's session (`siem.session.<jti>`), then
-   re-check the session: a logout that happened between validation and joining would otherwise
-   never reach this socket.
-3. Record presence, send the `connection` message, log the guide's two lines.
-4. Serve: `ping` → `pong`; anything else → `error`, the socket stays open. Group messages carry
-   the JSON text already serialized by the manager, so fan-out costs one send per socket.
+2. Subscribe to the channel's broadcasts and the token's revocation (the process's fan-out
+   hub, or in `layer` mode the groups `siem.<channel>` and `siem.session.<jti>`), then
+   re-check the session: a logout that happened between validation and subscribing would
+   otherwise never reach this socket.
+3. Record presence, send the `connection` message (broadcasts that arrived meanwhile follow
+   it), log the guide's two lines.
+4. Serve: `ping` → `pong`; anything else → `error`, the socket stays open. Broadcasts arrive
+   as the JSON text already serialized by the manager, so fan-out costs one send per socket.
 5. Close with `Invalid token` / 4003 when the session is revoked (group message, or the periodic
    re-check as a safety net when that message was lost) or when the token expires.
 """
@@ -19,16 +21,19 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 import weakref
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from accounts.models import Session
 from realtime import messages, presence
 from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED
-from realtime.manager import group_name, session_group
+from realtime.fanout import get_hub
+from realtime.manager import fanout_mode, group_name, session_group
 
 logger = logging.getLogger("realtime")
 
@@ -112,6 +117,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     joined: tuple[str, ...] = ()
     _expiry: asyncio.TimerHandle | None = None
     _closing = False
+    _hub = None
+    _early: list[str] | None = None  # messages that arrived before the `connection` message
+
+    @property
+    def channel_layer_alias(self) -> str:
+        # In `hub` mode sockets need no channel layer at all (no per-socket Redis subscription).
+        return DEFAULT_CHANNEL_LAYER if fanout_mode() == "layer" else "realtime-hub-no-layer"
 
     async def connect(self) -> None:
         await self.accept()
@@ -128,23 +140,23 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         identity = self.scope["token_identity"]
         self.jti = identity.jti
         self.username = identity.user.get_username()
+        self.member = uuid.uuid4().hex
         logger.info("User %s connecting to %s channel", self.username, channel)
-        try:
-            for group in (group_name(channel), session_group(self.jti)):
-                await self.channel_layer.group_add(group, self.channel_name)
-                self.joined += (group,)
-        except Exception:
-            logger.exception("Cannot join channel %r: channel layer unavailable", channel)
-            await self._leave_groups()
+        self.channel, self._early = channel, []
+        if not await self._subscribe():
+            self.channel = None
             await self._refuse("Real-time service unavailable", CLOSE_UNAVAILABLE)
             return
         if not await database_sync_to_async(_session_active)(self.jti):
-            await self._leave_groups()
+            await self._unsubscribe()
+            self.channel = None
             await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
             return
-        self.channel = channel
-        total = await presence.join(channel, self.channel_name)
+        total = await presence.join(channel, self.member)
         await self.send(text_data=json.dumps(messages.connection(channel)))
+        early, self._early = self._early, None
+        for text in early:
+            await self.deliver(text)
         logger.info("Client connected to channel '%s' (total: %d)", channel, total)
         _watch().add(self)
         self._schedule_expiry(identity.session.expires_at.timestamp())
@@ -152,11 +164,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        await self._leave_groups()
         if self.channel is None:
             return
+        await self._unsubscribe()
         channel, self.channel = self.channel, None
-        remaining = await presence.leave(channel, self.channel_name)
+        remaining = await presence.leave(channel, self.member)
         logger.info("User %s disconnected from %s channel", self.username, channel)
         logger.info("Client disconnected from channel '%s' (remaining: %d)", channel, remaining)
 
@@ -176,10 +188,16 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._send_json(messages.error(UNSUPPORTED))
 
     # --- group messages ------------------------------------------------------------------
+    async def deliver(self, text: str) -> None:
+        """Write one broadcast (already JSON text) to this socket."""
+        if self._early is not None:
+            self._early.append(text)
+        elif self.channel is not None and not self._closing:
+            await self.send(text_data=text)
+
     async def broadcast(self, event) -> None:
-        """A message from the manager; `text` is the JSON the client receives."""
-        if self.channel is not None and not self._closing:
-            await self.send(text_data=event["text"])
+        """`layer` mode: a group message from the manager; `text` is what the client gets."""
+        await self.deliver(event["text"])
 
     async def session_revoked(self, event) -> None:
         if self.jti in event.get("jtis", ()):
@@ -201,7 +219,25 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._send_json(messages.error(message))
         await self.close(code=code)
 
-    async def _leave_groups(self) -> None:
+    async def _subscribe(self) -> bool:
+        """Start receiving the channel's broadcasts and this token's revocation."""
+        if fanout_mode() != "layer":
+            self._hub = get_hub()
+            return await self._hub.add(self)
+        try:
+            for group in (group_name(self.channel), session_group(self.jti)):
+                await self.channel_layer.group_add(group, self.channel_name)
+                self.joined += (group,)
+        except Exception:
+            logger.exception("Cannot join channel %r: channel layer unavailable", self.channel)
+            await self._unsubscribe()
+            return False
+        return True
+
+    async def _unsubscribe(self) -> None:
+        if self._hub is not None:
+            self._hub.remove(self)
+            self._hub = None
         joined, self.joined = self.joined, ()
         for group in joined:
             try:

@@ -1,8 +1,16 @@
 """Broadcasts and presence counts: the one door from writes to WebSocket clients.
 
 Services call `get_connection_manager().broadcast_*()`; the message is built immediately (the
-payload reflects the write) and sent by `transaction.on_commit`, so a rolled-back write never
-reaches a browser. A failing Redis is logged, never raised into the caller.
+payload reflects the write), serialized once to the JSON text clients receive, and sent by
+`transaction.on_commit`, so a rolled-back write never reaches a browser. From async code the
+call returns an awaitable. A failing Redis is logged, never raised into the caller; the next
+broadcast simply tries again (every send opens or reuses a pooled connection), so delivery
+resumes as soon as Redis is back.
+
+Transport (`REALTIME_FANOUT`, chosen by measurement, docs/performance.md):
+- `hub` (default): PUBLISH on `<prefix>:rt:<channel>`; each server process receives a message
+  once and writes it to its local sockets (`realtime.fanout`).
+- `layer`: Channels groups `siem.<channel>` through the configured channel layer.
 """
 
 from __future__ import annotations
@@ -13,15 +21,17 @@ import logging
 import re
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 
 from realtime import messages
 
 logger = logging.getLogger("realtime")
 
-# Which channel groups each message type reaches; the dashboard receives everything.
+# Which channels each message type reaches; the dashboard receives everything.
 ROUTES = {
     "event": ("events", "dashboard"),
     "alert": ("alerts", "dashboard"),
@@ -30,13 +40,13 @@ ROUTES = {
     "statistics": ("dashboard",),
     "notification": ("notifications", "dashboard"),
 }
+REVOKE = "revoke"  # pseudo-route: the text is a JSON list of token ids
 
-
+SEND_TIMEOUT_SEC = 5
 # Channels group names: ASCII letters, digits, hyphens, underscores, periods; under 100 chars.
 _GROUP_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
-
-SEND_TIMEOUT_SEC = 5
+Send = tuple[str, str]  # (route, JSON text)
 
 
 def group_name(channel: str) -> str:
@@ -44,13 +54,17 @@ def group_name(channel: str) -> str:
 
 
 def session_group(jti: str) -> str:
-    """Every socket opened with one token joins its session's group, so revocation is targeted."""
+    """In `layer` mode every socket joins its token's group, so revocation is targeted."""
     return f"siem.session.{jti}"
 
 
 def encode(message: dict[str, Any]) -> str:
     """The JSON text a client receives; serialized once per write, not once per socket."""
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def fanout_mode() -> str:
+    return getattr(settings, "REALTIME_FANOUT", "hub")
 
 
 class ConnectionManager:
@@ -62,7 +76,7 @@ class ConnectionManager:
             messages.envelope("event", action, self._as_data(data, messages.event_data))
         )
 
-    def broadcast_events(self, events) -> None:
+    def broadcast_events(self, events):
         """Many events in one send (bulk ingestion)."""
         batch = [messages.envelope("event", "created", messages.event_data(e)) for e in events]
         return self._publish_many(batch)
@@ -91,15 +105,13 @@ class ConnectionManager:
     def revoke_sessions(self, jtis: list[str]):
         """Close, in every server process, the sockets opened with these token ids.
 
-        One message per session group: only the sockets of that token wake up. (Each consumer
-        also re-checks its session every REALTIME_SESSION_RECHECK_SEC, in case this is lost.)
+        (Each socket also re-checks its session every REALTIME_SESSION_RECHECK_SEC, in case
+        this message is lost while Redis is unreachable.)
         """
-        sends = [
-            (session_group(jti), {"type": "session.revoked", "jtis": [jti]})
-            for jti in dict.fromkeys(str(j) for j in jtis)
-            if _GROUP_SAFE.match(jti)
-        ]
-        return self._after_commit(sends)
+        safe = [jti for jti in dict.fromkeys(str(j) for j in jtis) if _GROUP_SAFE.match(jti)]
+        if not safe:
+            return None
+        return self._after_commit([(REVOKE, json.dumps(safe))])
 
     # --- presence --------------------------------------------------------------------------
     def get_channel_count(self, channel: str) -> int:
@@ -121,13 +133,13 @@ class ConnectionManager:
         return self._publish_many([message])
 
     def _publish_many(self, batch: list[dict[str, Any]]):
-        sends = []
+        sends: list[Send] = []
         for message in batch:
-            payload = {"type": "broadcast", "text": encode(message)}
-            sends.extend((group_name(channel), payload) for channel in ROUTES[message["type"]])
+            text = encode(message)
+            sends.extend((channel, text) for channel in ROUTES[message["type"]])
         return self._after_commit(sends)
 
-    def _after_commit(self, sends: list[tuple[str, dict[str, Any]]]):
+    def _after_commit(self, sends: list[Send]):
         """Send after the current transaction commits; in async code, return an awaitable task."""
         if not sends:
             return None
@@ -139,26 +151,58 @@ class ConnectionManager:
             return None
         return asyncio.ensure_future(self._send(sends))
 
-    def _send_sync(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+    def _send_sync(self, sends: list[Send]) -> None:
         try:
-            async_to_sync(self._send)(sends)
-        except Exception:
-            logger.exception("Broadcast of %d message(s) failed", len(sends))
+            if fanout_mode() == "hub":
+                from realtime import fanout, presence
 
-    async def _send(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
+                pipe = presence._client().pipeline(transaction=False)
+                for route, text in sends:
+                    pipe.publish(fanout.redis_channel(route), text)
+                pipe.execute()
+            else:
+                async_to_sync(self._send)(sends)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(sends, exc)
+        except Exception as exc:  # never into the caller: the write has committed
+            logger.exception("Broadcast of %d message(s) failed", len(sends))
+            self._failed(sends, exc)
+
+    async def _send(self, sends: list[Send]) -> None:
         try:
             # Bounded: a hung Redis must not hold a request (or a worker) hostage.
             async with asyncio.timeout(SEND_TIMEOUT_SEC):
-                for group, payload in sends:
-                    await layer.group_send(group, payload)
+                if fanout_mode() == "hub":
+                    from realtime import fanout, presence
+
+                    async with presence._aclient().pipeline(transaction=False) as pipe:
+                        for route, text in sends:
+                            pipe.publish(fanout.redis_channel(route), text)
+                        await pipe.execute()
+                else:
+                    await self._send_layer(sends)
         except Exception as exc:
-            # Redis down or unreachable: the write is committed and stays; log, never raise.
-            logger.warning(
-                "Broadcast of %d message(s) failed (Redis unavailable?): %r", len(sends), exc
-            )
+            self._failed(sends, exc)
+
+    async def _send_layer(self, sends: list[Send]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        for route, text in sends:
+            if route == REVOKE:
+                for jti in json.loads(text):
+                    await layer.group_send(
+                        session_group(jti), {"type": "session.revoked", "jtis": [jti]}
+                    )
+            else:
+                await layer.group_send(group_name(route), {"type": "broadcast", "text": text})
+
+    @staticmethod
+    def _failed(sends: list[Send], exc: BaseException) -> None:
+        # Redis down or unreachable: the write is committed and stays; log, never raise.
+        logger.warning(
+            "Broadcast of %d message(s) failed (Redis unavailable?): %r", len(sends), exc
+        )
 
 
 _manager = ConnectionManager()

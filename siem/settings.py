@@ -246,6 +246,11 @@ if REALTIME_PRESENCE_REFRESH_SEC >= REALTIME_PRESENCE_TTL_SEC:
         "REALTIME_PRESENCE_REFRESH_SEC must be below REALTIME_PRESENCE_TTL_SEC"
     )
 REALTIME_SESSION_RECHECK_SEC = env_int("REALTIME_SESSION_RECHECK_SEC", 30, minimum=1)
+# How broadcasts reach sockets (measured in docs/performance.md "Real-time fan-out"): `hub`
+# (one Redis subscription per server process) or `layer` (Channels groups on CHANNEL_LAYERS).
+REALTIME_FANOUT = env_str("REALTIME_FANOUT", "hub").strip().lower()
+if REALTIME_FANOUT not in {"hub", "layer"}:
+    raise ImproperlyConfigured(f"REALTIME_FANOUT: expected hub or layer, got {REALTIME_FANOUT!r}")
 
 # --- Celery ------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL

@@ -60,27 +60,36 @@ def viewer(db) -> User:
 
 @pytest.fixture
 def broadcasts(monkeypatch):
-    """Messages the server actually hands to the channel layer, as (group, message) pairs.
+    """Messages the server actually sends to Redis, as (group, message) pairs
+    (group `siem.<channel>`).
 
-    A spy, not a mock: every call still goes through to the real Redis channel layer. Use it
+    A spy, not a mock: every call still goes through to the real Redis. Use it
     with `django_capture_on_commit_callbacks(execute=True)` to see what a write broadcasts once
     its transaction commits (Zulip's `capture_send_event_calls`).
     """
     import json
 
-    from channels.layers import get_channel_layer
+    from realtime.manager import REVOKE, ConnectionManager, group_name
 
-    layer = get_channel_layer()
     sent: list[tuple[str, dict]] = []
-    original = layer.group_send
+    original_sync, original_async = ConnectionManager._send_sync, ConnectionManager._send
 
-    async def spy(group, payload):
-        if payload.get("type") == "broadcast":
-            # The manager ships the JSON text clients receive (serialized once per write).
-            sent.append((group, json.loads(payload["text"])))
-        return await original(group, payload)
+    def record(sends) -> None:
+        # The manager ships the JSON text clients receive (serialized once per write).
+        sent.extend(
+            (group_name(route), json.loads(text)) for route, text in sends if route != REVOKE
+        )
 
-    monkeypatch.setattr(layer, "group_send", spy)
+    def spy_sync(self, sends):
+        record(sends)
+        return original_sync(self, sends)
+
+    async def spy_async(self, sends):
+        record(sends)
+        return await original_async(self, sends)
+
+    monkeypatch.setattr(ConnectionManager, "_send_sync", spy_sync)
+    monkeypatch.setattr(ConnectionManager, "_send", spy_async)
     return sent
 
 

@@ -1,0 +1,291 @@
+"""WebSocket fan-out benchmark: N clients across several daphne processes, writes through the
+events service, latency from the write to each client, loss, memory per connection.
+
+    .venv/bin/python bench/ws_fanout.py                      # 1,000 clients, 2 daphnes, 10 writes/s
+    .venv/bin/python bench/ws_fanout.py --rate 20 --fanout core
+    .venv/bin/python bench/ws_fanout.py --help
+
+What happens (loopback only, bounded: about a minute with the defaults):
+1. A fresh SQLite file and a private Redis key prefix; `migrate`; a user; `--servers` daphne
+   processes on ports from `--base-port`, with the fan-out chosen by `--fanout`.
+2. `--client-procs` client processes open `--clients` WebSockets to /ws/<channel>
+   (round-robin over the servers) with the `websockets` library; daphne RSS is read before
+   and after, giving memory per connection.
+3. This process writes `--rate` events per second for `--duration` seconds through
+   `events.services.create_events` (a real database write; the broadcast follows the commit),
+   stamping each event with its write time. Every client records when each event arrives.
+4. Report: delivered messages/s, latency write→client (p50/p99/max), lost messages
+   (expected = writes × clients), memory per connection, CPU of the daphne processes.
+
+`--stuck N` makes N of the clients stop reading (a frozen browser tab) to see what a slow
+client does to the others and to server memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# --fanout: the process hub (REALTIME_FANOUT=hub), or Channels groups on either layer.
+FANOUTS = {
+    "hub": {"REALTIME_FANOUT": "hub"},
+    "pubsub": {
+        "REALTIME_FANOUT": "layer",
+        "CHANNEL_LAYER_BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    },
+    "core": {
+        "REALTIME_FANOUT": "layer",
+        "CHANNEL_LAYER_BACKEND": "channels_redis.core.RedisChannelLayer",
+    },
+}
+PASSWORD = "Bench-Passw0rd!x"
+MARK = '"message":"bench '
+WARMUP_EVENT = {
+    "computer": "BENCH-01",
+    "event_code": 1000,
+    "severity": 1,
+    "source_type": "Application",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=1000, help="WebSocket clients (1000)")
+    parser.add_argument("--servers", type=int, default=2, help="daphne processes (2)")
+    parser.add_argument("--base-port", type=int, default=8210, help="first daphne port (8210)")
+    parser.add_argument("--client-procs", type=int, default=2, help="client processes (2)")
+    parser.add_argument("--rate", type=float, default=10, help="writes per second (10)")
+    parser.add_argument("--duration", type=float, default=20, help="seconds of writing (20)")
+    parser.add_argument("--channel", default="events", help="channel the clients watch (events)")
+    parser.add_argument(
+        "--fanout",
+        choices=sorted(FANOUTS),
+        default="hub",
+        help="hub: per-process Redis subscription (default); pubsub/core: Channels groups on\n"
+        "RedisPubSubChannelLayer / RedisChannelLayer",
+    )
+    parser.add_argument("--stuck", type=int, default=0, help="clients that never read (0)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON too")
+    return parser.parse_args(argv)
+
+
+# --- client processes --------------------------------------------------------------------------
+async def _client_main(urls, stuck: int, ready, go, results, drain_until) -> None:
+    import websockets
+
+    arrivals: list[list[tuple[int, float]]] = [[] for _ in urls]
+    sockets = []
+    semaphore = asyncio.Semaphore(50)
+
+    async def connect(url):
+        async with semaphore:
+            for _attempt in range(5):
+                try:
+                    ws = await websockets.connect(url, open_timeout=60, max_queue=None)
+                    await ws.recv()  # the connection message
+                    return ws
+                except (TimeoutError, OSError, websockets.WebSocketException):
+                    await asyncio.sleep(0.5)
+            raise RuntimeError(f"cannot connect {url}")
+
+    sockets = await asyncio.gather(*(connect(u) for u in urls))
+
+    async def reader(index, ws):
+        sink = arrivals[index]
+        try:
+            async for raw in ws:
+                now = time.time()
+                at = raw.find(MARK)
+                if at >= 0:
+                    seq, sent = raw[at + len(MARK) :].split('"', 1)[0].split(" ")
+                    sink.append((int(seq), now - float(sent)))
+        except websockets.ConnectionClosed:
+            pass
+
+    ready.put(len(sockets))
+    while not go.is_set():
+        await asyncio.sleep(0.05)
+    cpu_start = time.process_time()
+    readers = []
+    for index, ws in enumerate(sockets):
+        if index < stuck:
+            ws.transport.pause_reading()  # a frozen tab: the kernel buffers fill, then daphne's
+        else:
+            readers.append(asyncio.ensure_future(reader(index, ws)))
+    while time.time() < drain_until.value or drain_until.value == 0:
+        await asyncio.sleep(0.1)
+    for task in readers:
+        task.cancel()
+    results.put((time.process_time() - cpu_start, [arrivals[i] for i in range(stuck, len(urls))]))
+    for ws in sockets:
+        ws.transport.abort()
+
+
+def client_process(urls, stuck, ready, go, results, drain_until) -> None:
+    asyncio.run(_client_main(urls, stuck, ready, go, results, drain_until))
+
+
+# --- main --------------------------------------------------------------------------------------
+def rss(pids) -> int:
+    import psutil
+
+    return sum(psutil.Process(pid).memory_info().rss for pid in pids)
+
+
+def cpu_seconds(pids) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from tests.ws_servers import Cluster
+
+    workdir = Path(tempfile.mkdtemp(prefix="ws-fanout-"))
+    ports = [args.base_port + i for i in range(args.servers)]
+    cluster = Cluster(workdir, ports, FANOUTS[args.fanout])
+    print(f"[bench] preparing database and {args.servers} daphne ({args.fanout} fan-out)…")
+    cluster.prepare(PASSWORD)
+    os.environ.update(cluster.env)  # this process writes to the same database and Redis
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+
+    from accounts.services import issue_access_token
+    from events.services import create_events
+
+    token, _session = issue_access_token(User.objects.get(username="admin"))
+    cluster.start_all()
+    procs = []
+    try:
+        pids = cluster.pids()
+        # Warm each server (imports, first DB connection, layer) before the baseline.
+        asyncio.run(_warm(ports, token, args.channel))
+        time.sleep(1)
+        rss_before = rss(pids)
+
+        urls = [
+            f"ws://127.0.0.1:{ports[i % len(ports)]}/ws/{args.channel}?token={token}"
+            for i in range(args.clients)
+        ]
+        ctx = mp.get_context("spawn")
+        ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+        drain_until = ctx.Value("d", 0.0)
+        shares = [urls[i :: args.client_procs] for i in range(args.client_procs)]
+        stuck_shares = [args.stuck // args.client_procs] * args.client_procs
+        stuck_shares[0] += args.stuck - sum(stuck_shares)
+        started = time.monotonic()
+        for share, stuck in zip(shares, stuck_shares, strict=True):
+            proc = ctx.Process(
+                target=client_process, args=(share, stuck, ready, go, results, drain_until)
+            )
+            proc.start()
+            procs.append(proc)
+        connected = sum(ready.get(timeout=120) for _ in procs)
+        connect_seconds = time.monotonic() - started
+        time.sleep(2)
+        rss_after = rss(pids)
+        print(f"[bench] {connected} clients connected in {connect_seconds:.1f} s")
+
+        # Warm the writer (imports, the layer's first Redis connection) outside the measurement.
+        for _ in range(5):
+            create_events([{**WARMUP_EVENT, "message": "warm-up"}])
+        go.set()
+        time.sleep(0.5)
+        cpu_start = cpu_seconds(pids)
+        writes = int(args.rate * args.duration)
+        interval = 1.0 / args.rate
+        t_start = time.time()
+        for seq in range(writes):
+            target = t_start + seq * interval
+            delay = target - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            create_events([{**WARMUP_EVENT, "message": f"bench {seq} {time.time():.6f}"}])
+        t_end = time.time()
+        drain_until.value = time.time() + 3
+        per_proc = [results.get(timeout=60) for _ in procs]
+        cpu_used = cpu_seconds(pids) - cpu_start
+        rss_end = rss(pids)
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+        cluster.stop_all()
+
+    client_cpu = sum(cpu for cpu, _share in per_proc)
+    per_proc = [share for _cpu, share in per_proc]
+    latencies = [lat for share in per_proc for client in share for _seq, lat in client]
+    readers = args.clients - args.stuck
+    expected = writes * readers
+    received = len(latencies)
+    unique = sum(len({seq for seq, _ in client}) for share in per_proc for client in share)
+    last_arrival = t_end + max(latencies, default=0)
+    window = max(last_arrival - t_start, 1e-9)
+    result = {
+        "fanout": args.fanout,
+        "clients": args.clients,
+        "stuck_clients": args.stuck,
+        "servers": args.servers,
+        "writes": writes,
+        "write_rate_per_s": round(writes / (t_end - t_start), 1),
+        "expected_deliveries": expected,
+        "delivered": received,
+        "lost": expected - unique,
+        "duplicates": received - unique,
+        "delivered_per_s": round(received / window),
+        "latency_ms_p50": round(percentile(latencies, 0.50) * 1000, 1),
+        "latency_ms_p99": round(percentile(latencies, 0.99) * 1000, 1),
+        "latency_ms_max": round(max(latencies, default=float("nan")) * 1000, 1),
+        "latency_ms_mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+        "connect_seconds": round(connect_seconds, 1),
+        "daphne_rss_mib_before": round(rss_before / 2**20, 1),
+        "daphne_rss_mib_connected": round(rss_after / 2**20, 1),
+        "daphne_rss_mib_end": round(rss_end / 2**20, 1),
+        "kib_per_connection": round((rss_after - rss_before) / max(connected, 1) / 1024, 1),
+        "daphne_cpu_percent_of_one_core": round(100 * cpu_used / (t_end - t_start), 1),
+        "client_cpu_percent_of_one_core": round(100 * client_cpu / (t_end - t_start), 1),
+        "daphne_cpu_us_per_delivery": round(1e6 * cpu_used / max(received, 1), 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+    }
+    print(f"[bench] {json.dumps(result, indent=2)}")
+    return result
+
+
+async def _warm(ports, token, channel) -> None:
+    import websockets
+
+    for port in ports:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/{channel}?token={token}") as ws:
+            await ws.recv()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Per-process fan-out hub: one Redis subscription per server process, not one per socket.
+
+Why not the channel layer's groups (measured, docs/performance.md "Real-time fan-out"): with
+either channels-redis layer every message is queued, deserialized and dispatched once per
+socket through the consumer's generic receive loop (~150 µs of CPU per delivered message on
+this machine). Here a process receives each message once, as the JSON text the client gets,
+and writes it straight to each local socket of that channel.
+
+1. Writers PUBLISH the text on `<REDIS_KEY_PREFIX>:rt:<channel>` (see `realtime.manager`);
+   revocations PUBLISH a JSON list of token ids on `<REDIS_KEY_PREFIX>:rt:revoke`.
+2. The hub of each process (one per event loop) keeps a reader task subscribed to those
+   channels while it has sockets; a socket is only announced `connected` once the
+   subscription is live, so nothing published after the `connection` message is missed.
+3. If Redis goes away, the reader reconnects every half second; after Redis is back it
+   resubscribes and delivery resumes (within about a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections import defaultdict
+
+import redis
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from realtime.messages import CHANNELS
+
+logger = logging.getLogger("realtime")
+
+REVOKE = "revoke"
+RECONNECT_DELAY_SEC = 0.5
+SUBSCRIBE_WAIT_SEC = 5
+
+
+def redis_channel(name: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:rt:{name}"
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.channels: dict[str, set] = defaultdict(set)
+        self.sessions: dict[str, set] = defaultdict(set)
+        self.subscribed = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def __len__(self) -> int:
+        return sum(len(members) for members in self.channels.values())
+
+    async def add(self, consumer) -> bool:
+        """Register a socket; True once its messages are flowing (False: Redis unreachable)."""
+        self.channels[consumer.channel].add(consumer)
+        if consumer.jti:
+            self.sessions[consumer.jti].add(consumer)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+        try:
+            await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_WAIT_SEC)
+        except TimeoutError:
+            self.remove(consumer)
+            return False
+        return True
+
+    def remove(self, consumer) -> None:
+        members = self.channels.get(consumer.channel)
+        if members is not None:
+            members.discard(consumer)
+            if not members:
+                del self.channels[consumer.channel]
+        sockets = self.sessions.get(consumer.jti)
+        if sockets is not None:
+            sockets.discard(consumer)
+            if not sockets:
+                del self.sessions[consumer.jti]
+
+    async def _run(self) -> None:
+        names = {redis_channel(name): name for name in (*CHANNELS, REVOKE)}
+        while len(self):
+            client = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*names)
+                self.subscribed.set()
+                while len(self):
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        channel = message["channel"]
+                        if isinstance(channel, bytes):
+                            channel = channel.decode()
+                        await self._dispatch(names.get(channel), message["data"])
+            except (redis.RedisError, OSError) as exc:
+                if self.subscribed.is_set():
+                    logger.warning("Real-time subscription lost (%r); reconnecting", exc)
+                self.subscribed.clear()
+                await asyncio.sleep(RECONNECT_DELAY_SEC)
+            finally:
+                await _close(pubsub, client)
+        self.subscribed.clear()
+
+    async def _dispatch(self, name: str | None, data: bytes) -> None:
+        if name == REVOKE:
+            for jti in json.loads(data):
+                for consumer in list(self.sessions.get(jti, ())):
+                    await consumer.refuse_token()
+            return
+        members = self.channels.get(name)
+        if not members:
+            return
+        text = data.decode()
+        for consumer in list(members):
+            try:
+                await consumer.deliver(text)
+            except Exception:
+                # One broken socket must not stop the others; it will be cleaned up on close.
+                logger.debug("Delivery to one socket failed", exc_info=True)
+
+
+async def _close(pubsub, client) -> None:
+    try:
+        await pubsub.aclose()
+        await client.aclose()
+    except (redis.RedisError, OSError, RuntimeError):
+        pass
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub()
+    return hub
