@@ -61,6 +61,8 @@ def server_env(args, enrollment_key: str) -> dict[str, str]:
             "LOG_LEVEL": "WARNING",
             "AGENT_ENROLLMENT_KEY": enrollment_key,
             "AGENT_BATCH_MAX": str(max(1000, args.batch_size)),
+            # Bounded connections per daphne process (siem/settings.py: DB_POOL_MAX_SIZE).
+            "DB_POOL_MAX_SIZE": str(args.pool_size),
         }
     )
     return env
@@ -206,7 +208,9 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         seed=1,
         timeout=120,
     )
+    client_cpu = os.times()
     stats = await Simulation(plan, on_progress=on_progress).run()
+    client_cpu_seconds = sum(os.times()[:2]) - sum(client_cpu[:2])
     await asyncio.sleep(2)  # let the last broadcasts arrive
     stop.set()
     for task in subs:
@@ -230,6 +234,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         "batch_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))])
         if latencies
         else None,
+        "bench_client_cpu_percent": round(100 * client_cpu_seconds / samples[-1][0]),
         "sent_total": stats.sent,
         "created_total": stats.created,
         "duplicates": stats.duplicates,
@@ -253,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=500, help="max events per batch")
     parser.add_argument("--heartbeat-interval", type=float, default=10)
     parser.add_argument("--workers", type=int, default=2, help="daphne processes")
+    parser.add_argument("--pool-size", type=int, default=8, help="DB connections per process")
     parser.add_argument("--subscribers", type=int, default=1, help="/ws/events clients")
     parser.add_argument("--port", type=int, default=8450)
     parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432")
@@ -288,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{result['events_per_sec']} events/s sustained over {result['seconds']} s "
             f"({args.agents} agents, batches of up to {args.batch_size}, {args.workers} daphne "
-            f"process(es)); server CPU {result['server_cpu_percent']}% of one core"
+            f"process(es)); server CPU {result['server_cpu_percent']}% of one core, load "
+            f"generator {result['bench_client_cpu_percent']}%"
         )
         print(
             f"batch latency p50 {result['batch_p50_ms']} ms, p95 {result['batch_p95_ms']} ms; "

@@ -189,6 +189,18 @@ def database_from_url(url: str) -> dict:
             "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
         )
         config["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # Under daphne every request runs in its own thread with its own connection, so 50
+        # agents shipping at once open 50 connections per process ("too many clients").
+        # DB_POOL_MAX_SIZE > 0 bounds that with psycopg's pool: requests wait for a connection.
+        pool_size = env_int("DB_POOL_MAX_SIZE", 0, minimum=0)
+        if pool_size:
+            config.setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 1,
+                "max_size": pool_size,
+                "timeout": env_int("DB_POOL_TIMEOUT_SEC", 30, minimum=1),
+            }
+            config["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
     config.setdefault("CONN_MAX_AGE", env_int("DB_CONN_MAX_AGE", 60, minimum=0))
     config.setdefault("CONN_HEALTH_CHECKS", True)
     config.setdefault("TEST", {})
