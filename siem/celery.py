@@ -5,12 +5,27 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siem.settings")
 
 app = Celery("siem")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _use_django_logging(**_kwargs) -> None:
+    """Log through settings.LOGGING (token redaction included) instead of Celery's own setup.
+
+    Celery's default also redirects stdout/stderr into its loggers; with Django's console
+    handler writing to stderr, that loop swallowed every worker and beat log line.
+    """
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
 
 
 def _every(seconds: int, task: str) -> dict:
