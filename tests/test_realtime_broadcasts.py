@@ -253,3 +253,35 @@ def test_many_messages_arrive_complete_and_in_order(token):
         return received
 
     assert async_to_sync(scenario)() == [item["message"] for item in items]
+
+
+def test_layer_fanout_mode_delivers_and_revokes_the_same(admin_user, settings):
+    """REALTIME_FANOUT=layer (Channels groups on CHANNEL_LAYERS) behaves exactly like the hub."""
+    from accounts.services import revoke_session
+
+    settings.REALTIME_FANOUT = "layer"
+    token, session = issue_access_token(admin_user)
+
+    async def scenario():
+        clients = await listen_all(token)
+        await database_sync_to_async(alert_services.create_alert)(**ALERT)
+        await database_sync_to_async(event_services.create_events)([EVENT])
+        got = {}
+        for channel, client in clients.items():
+            got[channel] = []
+            while not await client.nothing_more(0.4):
+                message = await client.receive()
+                got[channel].append((message["type"], message.get("action")))
+        await database_sync_to_async(revoke_session)(session)
+        for client in clients.values():
+            assert await client.receive() == {"type": "error", "message": "Invalid token"}
+            assert await client.receive_close() == 4003
+        return got
+
+    got = async_to_sync(scenario)()
+    assert got == {
+        **expect(to=()),
+        "alerts": [("alert", "created")],
+        "events": [("event", "created")],
+        "dashboard": [("alert", "created"), ("event", "created")],
+    }
