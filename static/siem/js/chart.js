@@ -1,7 +1,10 @@
 // Events-per-minute bar chart on a <canvas>, drawn by hand (no chart library to vendor).
-// Counts arrivals per UTC minute over a sliding window; the current minute is drawn brighter.
+// Counts events per UTC minute of their event time over a sliding window: the past comes from the
+// API (setHistory), live events add to it; the current minute is drawn brighter.
 
 const MINUTE = 60000;
+
+export const MINUTE_MS = MINUTE;
 
 export class RateChart {
   constructor(canvas, { minutes = 30, color = '#4da3ff', currentColor = '#9fd0ff' } = {}) {
@@ -15,12 +18,24 @@ export class RateChart {
     setInterval(() => this.draw(), 10000);
   }
 
-  /** Count one event that arrived at `ms` (epoch milliseconds). */
+  /** Count one event that happened at `ms` (epoch milliseconds). */
   add(ms = Date.now()) {
     const minute = Math.floor(ms / MINUTE);
     if (minute <= Math.floor(Date.now() / MINUTE) - this.minutes) return;
     this.buckets.set(minute, (this.buckets.get(minute) || 0) + 1);
     this.schedule();
+  }
+
+  /** Replace whole minutes with counts from the server (Map: minute index → count). */
+  setHistory(counts) {
+    for (const [minute, count] of counts) this.buckets.set(minute, count);
+    this.schedule();
+  }
+
+  /** The minute indexes the window shows, oldest first. */
+  window() {
+    const now = Math.floor(Date.now() / MINUTE);
+    return Array.from({ length: this.minutes }, (_, i) => now - this.minutes + 1 + i);
   }
 
   reset() {

@@ -1,7 +1,7 @@
 // The analysts' live dashboard: sign-in, REST snapshot, then /ws/dashboard keeps it current.
 
 import { createApi, listOf } from './api.js';
-import { RateChart } from './chart.js';
+import { MINUTE_MS, RateChart } from './chart.js';
 import { $, formatClock, parseTime, toast } from './dom.js';
 import { AgentList, AlertFeed, Counters, EventStream } from './feeds.js';
 import { LiveConnection } from './live.js';
@@ -146,8 +146,9 @@ async function loadSnapshot() {
   const tasks = [
     ['statistics', () => api.get('/dashboard/statistics/'), (stats) => counters.set(stats)],
     ['alerts', () => api.get('/alerts/?page_size=100'), (page) => alerts.load(listOf(page))],
-    ['events', () => api.get('/events/?page_size=200'), (page) => {
-      for (const event of events.load(listOf(page))) chart.add(arrivalTime(event));
+    ['events', () => api.get('/events/?page_size=200'), (page) => events.load(listOf(page))],
+    ['the event rate', loadRateHistory, (counts) => {
+      chart.setHistory(counts);
       renderRate();
     }],
     ['agents', () => api.get('/agents/?page_size=200'), (page) => agents.load(listOf(page))],
@@ -162,8 +163,22 @@ async function loadSnapshot() {
   }));
 }
 
-function arrivalTime(event) {
-  return parseTime(event.received_at) ?? parseTime(event.timestamp) ?? Date.now();
+/** Events per minute of the chart's window, counted by the API (a few requests at a time). */
+async function loadRateHistory() {
+  const queue = chart.window();
+  const counts = new Map();
+  const worker = async () => {
+    while (queue.length) {
+      const minute = queue.shift();
+      const since = new Date(minute * MINUTE_MS).toISOString();
+      const until = new Date((minute + 1) * MINUTE_MS - 1).toISOString();
+      const query = new URLSearchParams({ since, until, page_size: '1' });
+      const page = await api.get(`/events/?${query}`);
+      counts.set(minute, typeof page.count === 'number' ? page.count : listOf(page).length);
+    }
+  };
+  await Promise.all(Array.from({ length: 5 }, worker));
+  return counts;
 }
 
 function renderRate() {
@@ -201,10 +216,9 @@ function handleMessage(msg) {
 
 function onEvent(data) {
   if (!events.add(data)) return;
-  const arrived = arrivalTime(data);
-  chart.add(arrived);
+  const happened = parseTime(data.timestamp) ?? Date.now();
+  chart.add(happened);
   renderRate();
-  const happened = parseTime(data.timestamp) ?? arrived;
   const age = Date.now() - happened;
   if (age < DAY) {
     counters.bump('events', 'total_24h', 1);

@@ -72,8 +72,30 @@ export function toast({ kind = 'info', title, body = '', timeoutMs = 8000 }) {
   const remove = () => el.remove();
   close.addEventListener('click', remove);
   container.prepend(el);
-  // A burst of notifications must not bury the screen: keep the newest few.
-  while (container.children.length > 6) container.lastElementChild.remove();
+  collapseOverflow(container);
   if (timeoutMs > 0) setTimeout(remove, timeoutMs);
   return el;
+}
+
+const MAX_TOASTS = 3;
+let collapsed = 0;
+
+/** A burst of notifications must not bury the screen: the newest few, then "+N more". */
+function collapseOverflow(container) {
+  const shown = [...container.querySelectorAll('.toast:not(.toast-more)')];
+  for (const old of shown.slice(MAX_TOASTS)) {
+    old.remove();
+    collapsed += 1;
+  }
+  if (!collapsed) return;
+  let more = container.querySelector('.toast-more');
+  if (!more) {
+    more = h('button', { type: 'button', class: 'toast toast-more' });
+    more.addEventListener('click', () => {
+      collapsed = 0;
+      more.remove();
+    });
+    container.append(more);
+  }
+  more.textContent = `+${collapsed} more notification${collapsed === 1 ? '' : 's'} · dismiss`;
 }

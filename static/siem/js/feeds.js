@@ -326,6 +326,12 @@ export class EventStream {
 }
 
 // --- agents ------------------------------------------------------------------------------------
+// Heartbeats are not broadcast (only status changes are), so an online agent's `last_seen` here
+// would only grow stale; the age is shown where it matters: how long an offline agent is silent.
+function seenText(data) {
+  return data.status === 'offline' ? `last seen ${formatAgo(parseTime(data.last_seen))}` : '';
+}
+
 export class AgentList {
   constructor(list, { emptyEl, noteEl }) {
     Object.assign(this, { list, emptyEl, noteEl });
@@ -372,11 +378,11 @@ export class AgentList {
     parts.name.textContent = data.hostname;
     parts.name.title = [data.ip_address, data.os, data.version].filter(Boolean).join(' · ');
     parts.status.textContent = data.status;
-    parts.seen.textContent = formatAgo(parseTime(data.last_seen));
+    parts.seen.textContent = seenText(data);
   }
 
   renderAges() {
-    for (const row of this.rows.values()) row.parts.seen.textContent = formatAgo(parseTime(row.data.last_seen));
+    for (const row of this.rows.values()) row.parts.seen.textContent = seenText(row.data);
   }
 
   /** Offline first (that is what needs attention), then by host name. */
