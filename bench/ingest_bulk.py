@@ -101,7 +101,7 @@ def server_env(args) -> dict[str, str]:
             "DATABASE_URL": f"{args.pg_url.rstrip('/')}/{args.database}",
             "REDIS_URL": args.redis_url,
             "REDIS_KEY_PREFIX": "siem-bench-api",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             "LOG_LEVEL": "WARNING",
             "MAX_REQUEST_BODY_BYTES": str(32 * 1024 * 1024),
         }
@@ -283,6 +283,74 @@ def run_load(args, base: str) -> dict:
     }
 
 
+def breakdown(args, env: dict[str, str], rounds: int = 7) -> dict[str, float]:
+    """Median milliseconds per batch of each stage of POST /events/bulk/, in this process.
+
+    Runs against the benchmark database with the servers' settings, one stage at a time:
+    what the request spends in parsing, validation, the insert, the broadcast (real channel
+    layer) and the post-ingestion pipeline, and the whole request through Django (no daphne).
+    """
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.db import transaction
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from accounts.services import issue_access_token
+    from events.api.serializers import EventInputSerializer
+    from events.models import SecurityEvent
+    from events.services import after_events_stored
+    from realtime.manager import get_connection_manager
+
+    body = json.dumps(make_batch(args.batch, seed=99)).encode()
+    client = APIClient()
+    token, _session = issue_access_token(User.objects.get(username=args.username))
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    def validate():
+        serializer = EventInputSerializer(data=json.loads(body), many=True)
+        assert serializer.is_valid()
+        return serializer.validated_data
+
+    def insert():
+        now = timezone.now()
+        rows = [SecurityEvent(received_at=now, **item) for item in validate()]
+        with transaction.atomic():
+            return SecurityEvent.objects.bulk_create(rows, batch_size=500)
+
+    def broadcast():
+        with transaction.atomic():
+            get_connection_manager().broadcast_events(created)
+
+    def request():
+        response = client.generic("POST", "/api/v1/events/bulk/", body, "application/json")
+        assert response.status_code == 201, response.content[:300]
+
+    created = insert()
+    stages = {
+        "parse JSON": lambda: json.loads(body),
+        "validate (EventInputSerializer, many=True)": validate,
+        "insert (bulk_create, incl. validation)": insert,
+        "broadcast (2 group_send per event)": broadcast,
+        "post-ingestion pipeline (detection)": lambda: after_events_stored(created),
+        "whole request (Django test client)": request,
+    }
+    result = {}
+    for name, stage in stages.items():
+        stage()  # warm up
+        timings = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            stage()
+            timings.append(1000 * (time.perf_counter() - started))
+        result[name] = statistics.median(timings)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Events per second through POST /api/v1/events/bulk/ (batches of 500).",
@@ -310,8 +378,20 @@ def main(argv: list[str] | None = None) -> int:
         "CHANNEL_LAYER_BACKEND=channels.layers.InMemoryChannelLayer to take Redis broadcasting "
         "out of the measurement",
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="instead of the HTTP load, time each stage of one batch in-process",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+
+    if args.breakdown:
+        env = server_env(args)
+        prepare_database(args, env)
+        for name, ms in breakdown(args, env).items():
+            print(f"{ms:8.1f} ms  {name}")
+        return 0
 
     procs: list[subprocess.Popen] = []
     listener = None

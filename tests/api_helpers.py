@@ -59,47 +59,28 @@ READERS = ("admin", "analyst", "viewer")
 WRITERS = ("admin", "analyst")
 
 
-def received_on(group: str, action, *, expect: int = 1, timeout: float = 5.0):
-    """Run `action()` (a request) while subscribed to a real channel-layer group.
+def received_on(channel: str, user, action, *, expect: int = 1) -> tuple[object, list[dict]]:
+    """Run `action()` (an API request) while `user` listens on /ws/<channel>, as a browser would.
 
-    Returns (action's result, the wire messages received on `group`). The on-commit callbacks the
-    request queues are executed as the test's transaction would commit them.
+    Returns (action's result, the first `expect` messages the socket received, each already
+    validated against the shared message schema by tests.ws_helpers). Transport-independent:
+    whatever carries broadcasts between processes, this is what a subscribed client sees. Needs
+    `@pytest.mark.django_db(transaction=True)`: the consumer reads the session on its own
+    connection, and broadcasts leave only after a real commit.
     """
-    import asyncio
-
     from asgiref.sync import async_to_sync, sync_to_async
-    from channels.layers import get_channel_layer
-    from django.test import TestCase
 
-    from realtime.manager import group_name
+    from tests.ws_helpers import open_channel
 
-    layer = get_channel_layer()
-
-    def run_and_commit():
-        # What pytest-django's django_capture_on_commit_callbacks(execute=True) does.
-        with TestCase.captureOnCommitCallbacks(execute=True):
-            return action()
+    token, _session = issue_access_token(user)
 
     async def scenario():
-        channel = await layer.new_channel()
-        await layer.group_add(group_name(group), channel)
+        client = await open_channel(channel, token)
         try:
-            result = await sync_to_async(run_and_commit)()
-            messages = []
-            for _ in range(expect):
-                payload = await asyncio.wait_for(layer.receive(channel), timeout)
-                messages.append(_envelope(payload))
-            return result, messages
+            result = await sync_to_async(action)()
+            messages = [await client.receive(timeout=5) for _ in range(expect)]
         finally:
-            await layer.group_discard(group_name(group), channel)
+            await client.close()
+        return result, messages
 
     return async_to_sync(scenario)()
-
-
-def _envelope(payload: dict) -> dict:
-    """The client-facing message inside a channel-layer payload (JSON text or a dict)."""
-    import json
-
-    if "text" in payload:
-        return json.loads(payload["text"])
-    return payload["message"]

@@ -109,10 +109,15 @@ def clients(admin_user, analyst, viewer, norole):
 
 
 @pytest.fixture
-def api_setup(settings):
-    """Fast password hashing and no failed logins counted (this run's own Redis prefix)."""
+def api_setup(settings, django_db_blocker):
+    """Fast password hashing, no failed logins counted (this run's own Redis prefix), and the
+    role groups present (a transactional test before this one may have flushed them)."""
+    from accounts.roles import ROLES
     from tests.api_helpers import wipe_login_throttle
 
+    with django_db_blocker.unblock():
+        for name in ROLES:
+            Group.objects.get_or_create(name=name)
     # PBKDF2 with Django's default iterations costs ~0.5 s per login on this machine.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     wipe_login_throttle()

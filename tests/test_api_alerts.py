@@ -111,9 +111,12 @@ def test_alert_missing_required_fields_lists_each(clients):
     assert {"title", "severity", "category", "hostname"} <= set(response.json())
 
 
-def test_creating_an_alert_broadcasts_created(clients):
+@pytest.mark.django_db(transaction=True)
+def test_creating_an_alert_broadcasts_created(clients, admin_user):
     response, messages = received_on(
-        "alerts", lambda: clients["admin"].post("/api/v1/alerts/", body(), format="json")
+        "alerts",
+        admin_user,
+        lambda: clients["admin"].post("/api/v1/alerts/", body(), format="json"),
     )
     jsonschema.validate(messages[0], SCHEMA)
     assert (messages[0]["action"], messages[0]["data"]["alert_id"]) == (
@@ -191,10 +194,14 @@ def test_acknowledge_assigns_to_the_caller_by_default(clients, caller):
     assert data["acknowledged_at"] is not None
 
 
-def test_acknowledge_can_assign_someone_else_and_broadcasts_acknowledged(clients, analyst):
+@pytest.mark.django_db(transaction=True)
+def test_acknowledge_can_assign_someone_else_and_broadcasts_acknowledged(
+    clients, analyst, admin_user
+):
     alert = new_alert()
     response, messages = received_on(
         "alerts",
+        admin_user,
         lambda: clients["admin"].post(
             f"/api/v1/alerts/{alert.pk}/acknowledge", {"assigned_to": "analyst"}, format="json"
         ),
@@ -265,10 +272,12 @@ def test_assigning_a_closed_alert_is_409(clients):
 
 
 # --- resolve ------------------------------------------------------------------------------------
-def test_resolve_with_a_resolution_and_broadcast(clients):
+@pytest.mark.django_db(transaction=True)
+def test_resolve_with_a_resolution_and_broadcast(clients, admin_user):
     alert = new_alert()
     response, messages = received_on(
         "dashboard",
+        admin_user,
         lambda: clients["analyst"].post(
             f"/api/v1/alerts/{alert.pk}/resolve/", {"resolution": "password reset"}, format="json"
         ),

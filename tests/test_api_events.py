@@ -73,9 +73,12 @@ def test_created_event_keeps_the_given_timestamp_and_naive_times_are_utc(clients
     assert stored_event.timestamp == datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 
-def test_creating_an_event_broadcasts_it_to_the_events_channel(clients):
+@pytest.mark.django_db(transaction=True)
+def test_creating_an_event_broadcasts_it_to_the_events_channel(clients, admin_user):
     response, messages = received_on(
-        "events", lambda: clients["analyst"].post("/api/v1/events/", event(), format="json")
+        "events",
+        admin_user,
+        lambda: clients["analyst"].post("/api/v1/events/", event(), format="json"),
     )
     message = messages[0]
     jsonschema.validate(message, SCHEMA)
@@ -199,9 +202,11 @@ def test_bulk_refuses_more_than_events_bulk_max(clients, settings):
     assert not SecurityEvent.objects.exists()
 
 
-def test_bulk_broadcasts_every_created_event(clients):
+@pytest.mark.django_db(transaction=True)
+def test_bulk_broadcasts_every_created_event(clients, admin_user):
     response, messages = received_on(
         "dashboard",
+        admin_user,
         lambda: clients["admin"].post("/api/v1/events/bulk/", [event(), event()], format="json"),
         expect=2,
     )

@@ -66,9 +66,11 @@ def test_admin_and_analyst_open_an_incident_with_alerts(clients, caller):
     assert data["timeline"][0]["actor"] == caller
 
 
-def test_opening_an_incident_broadcasts_created(clients):
+@pytest.mark.django_db(transaction=True)
+def test_opening_an_incident_broadcasts_created(clients, admin_user):
     response, messages = received_on(
         "incidents",
+        admin_user,
         lambda: clients["admin"].post(
             "/api/v1/incidents", {"title": "X", "severity": 3}, format="json"
         ),
@@ -165,10 +167,13 @@ def test_escalate_raises_the_level_each_time(clients, caller):
     assert second.json()["escalation_level"] == 2
 
 
-def test_escalate_broadcasts_escalated(clients):
+@pytest.mark.django_db(transaction=True)
+def test_escalate_broadcasts_escalated(clients, admin_user):
     incident = new_incident()
     _response, messages = received_on(
-        "dashboard", lambda: clients["admin"].post(f"/api/v1/incidents/{incident.pk}/escalate")
+        "dashboard",
+        admin_user,
+        lambda: clients["admin"].post(f"/api/v1/incidents/{incident.pk}/escalate"),
     )
     jsonschema.validate(messages[0], SCHEMA)
     assert messages[0]["action"] == "escalated"
