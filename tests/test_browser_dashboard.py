@@ -330,6 +330,60 @@ def test_sign_out_revokes_the_token(server, open_page):
     assert server.api("GET", "/auth/me", token).status_code == 401
 
 
+# --- the connection's rhythm ----------------------------------------------------------------
+def test_the_page_pings_every_30_seconds_and_gets_a_pong(server, open_page):
+    page = open_page()
+    page.clock.install()  # the page's timers, fast-forwarded on demand
+    sent, received = [], []
+
+    def watch(ws):
+        ws.on("framesent", lambda payload: sent.append(payload))
+        ws.on("framereceived", lambda payload: received.append(payload))
+
+    page.on("websocket", watch)
+    sign_in(page, server)
+    page.clock.fast_forward("00:29")
+    page.wait_for_timeout(300)
+    assert "ping" not in sent
+
+    page.clock.fast_forward("00:02")
+    wait_until(page, lambda: "ping" in sent)
+    wait_until(page, lambda: any(json.loads(frame).get("type") == "pong" for frame in received))
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+def test_backoff_doubles_from_one_second_up_to_thirty_with_jitter(server, open_page):
+    page = open_page()
+    page.goto(f"{server.url}/")
+    bounds = page.evaluate(
+        """async () => {
+            const { backoffDelay } = await import('/static/siem/js/live.js');
+            return [0, 1, 2, 3, 4, 5, 9].map((attempt) => [
+                backoffDelay(attempt, { random: () => 0 }),
+                backoffDelay(attempt, { random: () => 0.999999 }),
+            ]);
+        }"""
+    )
+    assert bounds == [
+        [500, 1000],
+        [1000, 2000],
+        [2000, 4000],
+        [4000, 8000],
+        [8000, 16000],
+        [15000, 30000],
+        [15000, 30000],
+    ]
+
+
+def wait_until(page: Page, condition, attempts: int = 100) -> None:
+    """Poll `condition`; waiting through Playwright lets it deliver the page's events meanwhile."""
+    for _ in range(attempts):
+        if condition():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("condition never became true")
+
+
 # --- resilience: keep this last, it restarts the module's server -----------------------------
 def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
     server, open_page, analyst_token
