@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from alerts.models import OPEN_STATUSES, Alert, AlertActivity, AlertSource, AlertStatus
@@ -116,7 +116,7 @@ def create_alert(
         )
         events = list(events)
         if events:
-            alert.events.add(*events)
+            _link_events(alert, events)
         _log(alert, actor, "created")
         get_connection_manager().broadcast_alert(alert, action="created")
     return alert
@@ -131,6 +131,7 @@ def raise_or_repeat(
     count: int = 1,
     dedup_window: timedelta | None = None,
     first_seen: datetime | None = None,
+    link_limit: int | None = None,
     **fields,
 ) -> tuple[Alert, bool]:
     """Create the alert for `dedup_key`, or count a repeat on the open one; (alert, created).
@@ -141,6 +142,7 @@ def raise_or_repeat(
     With `dedup_window`, a repeat seen
     further than that from the open alert's [first_seen, last_seen] (event time) opens a new
     alert: the old one stays open as it was, its key suffixed with its id to free the key.
+    `link_limit` caps the events linked to one alert (the count keeps counting).
     """
     events = list(events)
     for _attempt in range(3):
@@ -152,13 +154,18 @@ def raise_or_repeat(
             open_alert = None
         if open_alert is not None:
             repeat = record_repeat(
-                open_alert, events=events, seen_at=seen_at, count=count, first_seen=first_seen
+                open_alert,
+                events=events,
+                seen_at=seen_at,
+                count=count,
+                first_seen=first_seen,
+                link_limit=link_limit,
             )
             return repeat, False
         try:
             alert = create_alert(
                 dedup_key=dedup_key,
-                events=events,
+                events=events if link_limit is None else events[:link_limit],
                 seen_at=seen_at,
                 actor=actor,
                 occurrence_count=count,
@@ -169,6 +176,21 @@ def raise_or_repeat(
             continue
         return alert, True
     raise RuntimeError(f"could not raise or repeat alert {dedup_key!r}")
+
+
+def _link_events(alert: Alert, events: list) -> None:
+    """Link events (objects or ids); a bulk insert that skips links already there, where the
+    database can (a detection burst links hundreds of events per repeat)."""
+    if not connection.features.supports_ignore_conflicts:
+        alert.events.add(*events)
+        return
+    through = Alert.events.through
+    ids = dict.fromkeys(getattr(event, "pk", event) for event in events)
+    through.objects.bulk_create(
+        [through(alert_id=alert.pk, securityevent_id=event_id) for event_id in ids],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
 
 
 def _outside(alert: Alert, seen_at: datetime | None, window: timedelta | None) -> bool:
@@ -184,10 +206,14 @@ def record_repeat(
     seen_at: datetime | None = None,
     count: int = 1,
     first_seen: datetime | None = None,
+    link_limit: int | None = None,
 ) -> Alert:
     """A repeat of the same detection: bump count and last_seen, broadcast `updated`."""
     with transaction.atomic():
         alert = _locked(alert)
+        events = list(events)
+        if link_limit is not None:  # detection alerts link one event per occurrence
+            events = events[: max(link_limit - alert.occurrence_count, 0)]
         alert.occurrence_count += count
         seen = seen_at or timezone.now()
         if seen > alert.last_seen:
@@ -199,7 +225,7 @@ def record_repeat(
         alert.save(update_fields=["occurrence_count", "first_seen", "last_seen", "updated_at"])
         events = list(events)
         if events:
-            alert.events.add(*events)
+            _link_events(alert, events)
         get_connection_manager().broadcast_alert(alert, action="updated")
     return alert
 

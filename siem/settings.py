@@ -348,6 +348,8 @@ DETECTION_DEDUP_WINDOW_SEC = env_int("DETECTION_DEDUP_WINDOW_SEC", 86400, minimu
 DETECTION_STATE_TTL_SEC = env_int("DETECTION_STATE_TTL_SEC", 86400, minimum=60)
 DETECTION_STATE_MAX_EVENTS = env_int("DETECTION_STATE_MAX_EVENTS", 10000, minimum=10)
 DETECTION_CONFIG_TTL_SEC = env_int("DETECTION_CONFIG_TTL_SEC", 5, minimum=0)
+# Events linked to one detection alert at most; occurrence_count keeps counting past it.
+DETECTION_ALERT_MAX_EVENTS = env_int("DETECTION_ALERT_MAX_EVENTS", 1000, minimum=1)
 
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {

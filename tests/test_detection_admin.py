@@ -5,10 +5,10 @@ Users: `admin` (group admin) from conftest, made staff for the admin site.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings as django_settings
 from django.urls import reverse
 
@@ -18,9 +18,17 @@ from alerts.models import DetectionRule, SigmaRule
 SIGMA_DIR = Path(django_settings.BASE_DIR).parent / "shared" / "data" / "sigma"
 
 
+def forget_windows() -> None:
+    """Event ids restart with each test database: drop this run's window state in Redis."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
-    settings.REDIS_KEY_PREFIX = f"{django_settings.REDIS_KEY_PREFIX}-dadmin-{uuid.uuid4().hex[:8]}"
+    forget_windows()
     settings.SIGMA_RULES_DIR = str(SIGMA_DIR)
     reset_engine()
     yield

@@ -8,22 +8,19 @@ this test only. Users: none needed (detection acts as the system).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings as django_settings
 from django.db import connection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from accounts.services import issue_access_token
 from alerts.detection import detect_events
 from alerts.detection.engine import Engine, reset_engine
 from alerts.detection.windows import WindowStore
@@ -31,24 +28,29 @@ from alerts.models import Alert, DetectionRule
 from events.models import SecurityEvent
 from events.normalize import normalize_record
 from events.services import create_events
-from realtime.manager import group_name
-from tests.ws_helpers import check
+from tests.test_ws_consumers import no_presence_records, role_groups  # noqa: F401 (fixtures)
+from tests.ws_helpers import open_channel
 
 START = datetime(2019, 3, 18, 11, 0, 0, tzinfo=UTC)  # imports carry old timestamps
+
+
+def forget_windows() -> None:
+    """Event ids restart with each test database: drop this run's window state in Redis."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
     """Own Redis keys per test (event ids restart with each test database) and no Sigma rules."""
-    settings.REDIS_KEY_PREFIX = f"{django_settings.REDIS_KEY_PREFIX}-detect-{uuid.uuid4().hex[:8]}"
+    forget_windows()
     settings.SIGMA_RULES_DIR = ""
     settings.DETECTION_CONFIG_TTL_SEC = 0
     reset_engine()
-    yield settings.REDIS_KEY_PREFIX
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    yield
+    forget_windows()
     reset_engine()
 
 
@@ -85,16 +87,6 @@ def ingest(records, capture, batch_size=500):
     with capture(execute=True):
         for start in range(0, len(items), batch_size):
             create_events(items[start : start + batch_size])
-
-
-async def drain(layer, channel) -> list[dict]:
-    """Every group message delivered to `channel` until half a second of silence."""
-    got = []
-    while True:
-        try:
-            got.append(await asyncio.wait_for(layer.receive(channel), 0.5))
-        except TimeoutError:
-            return got
 
 
 def brute_force_alerts():
@@ -140,29 +132,33 @@ def test_windows_are_per_account_and_source(django_capture_on_commit_callbacks):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_3561_failed_logons_from_one_attacker_are_one_alert_with_that_count():
-    """The issue's example, through ingestion in batches of 500, with the broadcasts it makes."""
+def test_3561_failed_logons_from_one_attacker_are_one_alert_with_that_count(admin_user):
+    """The issue's example, through ingestion in batches of 500, seen by a /ws/alerts client."""
     records = [failed_logon(i * 0.05, record=i) for i in range(3561)]
     items = [normalize_record(r) for r in records]
+    token = issue_access_token(admin_user)[0]
 
     def ingest_in_batches():
         for start in range(0, len(items), 500):
             create_events(items[start : start + 500])  # each batch commits, then detection runs
 
     async def scenario():
-        layer = get_channel_layer()
-        channel = await layer.new_channel()
-        await layer.group_add(group_name("alerts"), channel)
+        client = await open_channel("alerts", token)  # validates every message it receives
         await database_sync_to_async(ingest_in_batches)()
-        got = await drain(layer, channel)
-        await layer.group_discard(group_name("alerts"), channel)
+        got = []
+        while not await client.nothing_more(0.5):
+            got.append(await client.receive())
+        await client.close()
         return got
 
-    received = [check(json.loads(m["text"])) for m in async_to_sync(scenario)()]
+    received = async_to_sync(scenario)()
 
     [alert] = brute_force_alerts()
     assert alert.occurrence_count == 3561
-    assert alert.events.count() == 3561
+    # The first DETECTION_ALERT_MAX_EVENTS (1000) are linked; the count goes on counting.
+    assert list(alert.events.order_by("event_id").values_list("agent_record_id", flat=True)) == (
+        list(range(1000))
+    )
     assert alert.first_seen == START
     assert alert.last_seen == START + timedelta(seconds=3560 * 0.05)
 

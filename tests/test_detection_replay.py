@@ -8,7 +8,6 @@ with all 21 SigmaHQ rules of ../shared/data/sigma loaded. Users: none (detection
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -32,17 +31,22 @@ BENIGN = [
 DCSYNC_EVTX = WINDOWS / "evtx" / "CA_DCSync_4662.evtx"
 
 
+def forget_windows() -> None:
+    """Event ids restart with each test database: drop this run's window state in Redis."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
-    settings.REDIS_KEY_PREFIX = f"{django_settings.REDIS_KEY_PREFIX}-replay-{uuid.uuid4().hex[:8]}"
+    forget_windows()
     settings.SIGMA_RULES_DIR = str(DATA / "sigma")
     settings.DETECTION_CONFIG_TTL_SEC = 0
     reset_engine()
     yield
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    forget_windows()
     reset_engine()
 
 

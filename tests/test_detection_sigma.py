@@ -19,7 +19,6 @@ import json
 import re
 import sqlite3
 import textwrap
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,17 +52,22 @@ FILES = [
 BRUTE_FORCE_CORRELATION = "sigma:34fb5c3a-2ff6-487d-bfa3-717763f30b2c"
 
 
+def forget_windows() -> None:
+    """Event ids restart with each test database: drop this run's window state in Redis."""
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
-    settings.REDIS_KEY_PREFIX = f"{django_settings.REDIS_KEY_PREFIX}-sigma-{uuid.uuid4().hex[:8]}"
+    forget_windows()
     settings.SIGMA_RULES_DIR = str(SIGMA_DIR)
     settings.DETECTION_CONFIG_TTL_SEC = 0
     reset_engine()
     yield
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    forget_windows()
     reset_engine()
 
 

@@ -172,7 +172,8 @@ class Engine:
         config = self.config()
         findings: dict[tuple[str, tuple[str, ...]], Finding] = {}
         requests: list[tuple] = []
-        pending: list[tuple[object, object, FieldView, tuple[str, ...]]] = []
+        # Per (rule, group): the rule and the latest event's view (hostname of the finding).
+        pending: dict[tuple[str, tuple[str, ...]], tuple[object, object, FieldView]] = {}
         fired: Counter = Counter()
 
         for event in events:
@@ -194,7 +195,7 @@ class Engine:
                     spec = self._builtin_spec(rule, settings_)
                     value = rule.value(view) if rule.value else ""
                     requests.append((rule.rule_id, group, spec, event.pk, ts, value))
-                    pending.append((rule, settings_, view, group))
+                    pending[(rule.rule_id, group)] = (rule, settings_, view)
                     continue
                 fired[rule.rule_id] += 1
                 self._finding(findings, rule, settings_, view, group).add([event.pk], 1, _ts(event))
@@ -219,7 +220,7 @@ class Engine:
                     )
                     value = view.first(correlation.value_field) if correlation.value_field else ""
                     requests.append((correlation.rule_id, group, spec, event.pk, ts, value))
-                    pending.append((correlation, None, view, group))
+                    pending[(correlation.rule_id, group)] = (correlation, None, view)
 
         if requests:
             try:
@@ -229,13 +230,15 @@ class Engine:
                 logger.exception(
                     "detection: Redis unavailable, %d window updates lost", len(requests)
                 )
-                hits = []
-            for (rule, settings_, view, group), hit in zip(pending, hits, strict=False):
+                hits = {}
+            for name, hit in hits.items():
                 if hit.reported:
+                    rule, settings_, view = pending[name]
                     fired[rule.rule_id] += len(hit.reported)
-                    finding = self._finding(findings, rule, settings_, view, group)
+                    finding = self._finding(findings, rule, settings_, view, name[1])
                     first = datetime.fromtimestamp(hit.first_ts, tz=UTC)
-                    finding.add(hit.reported, len(hit.reported), _ts(view.event), first)
+                    last = datetime.fromtimestamp(hit.last_ts, tz=UTC)
+                    finding.add(hit.reported, len(hit.reported), last, first)
 
         return list(findings.values()), fired
 
@@ -277,6 +280,7 @@ class Engine:
                 first_seen=finding.first_seen,
                 count=finding.count,
                 dedup_window=window,
+                link_limit=settings.DETECTION_ALERT_MAX_EVENTS,
                 title=finding.title,
                 severity=finding.severity,
                 category=finding.category,

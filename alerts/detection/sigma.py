@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from sigma.collection import SigmaCollection
@@ -179,12 +180,19 @@ _COMPARE = {
 }
 
 
+@lru_cache(maxsize=65536)
+def _address(value: str):
+    """Parsed address of a field value (cached: sources repeat), or None."""
+    try:
+        return ipaddress.ip_address(source_address(value))
+    except ValueError:
+        return None
+
+
 def _cidr_test(network) -> Callable[[str], bool]:
     def test(value: str) -> bool:
-        try:
-            return ipaddress.ip_address(source_address(value)) in network
-        except ValueError:
-            return False
+        address = _address(value)
+        return address is not None and address.version == network.version and address in network
 
     return test
 

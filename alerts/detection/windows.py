@@ -32,55 +32,63 @@ import redis
 from django.conf import settings
 
 # KEYS: all, pending, values.
-# ARGV: member ("<event_id>|<value>"), ts, window, threshold, exact (0/1), distinct (0/1),
-#       ttl seconds, cap, value.
-# Returns {metric, member, score, member, score...}: the metric of the fuller window next to
-# this event, and the events of that window reported for the first time (none below threshold).
+# ARGV: window, threshold, exact (0/1), distinct (0/1), ttl seconds, cap, then for each event of
+#       this group in the batch: member ("<event_id>|<value>"), ts, value.
+# Returns {best metric, member, score, member, score...}: the events reported for the first time
+# by any of these events' windows (none while below the threshold).
 WINDOW_SCRIPT = """
-local ts = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local threshold = tonumber(ARGV[4])
-local exact = ARGV[5] == '1'
-local distinct = ARGV[6] == '1'
-local ttl = tonumber(ARGV[7])
-local cap = tonumber(ARGV[8])
-if redis.call('ZADD', KEYS[1], 'NX', ts, ARGV[1]) == 1 then
-  redis.call('ZADD', KEYS[2], ts, ARGV[1])
-end
+local window = tonumber(ARGV[1])
+local threshold = tonumber(ARGV[2])
+local exact = ARGV[3] == '1'
+local distinct = ARGV[4] == '1'
+local ttl = tonumber(ARGV[5])
+local cap = tonumber(ARGV[6])
 local counted = KEYS[1]
-if distinct then
-  redis.call('ZADD', KEYS[3], 'GT', ts, ARGV[9])
-  counted = KEYS[3]
-end
--- Candidate windows holding ts: ending at ts, starting at ts, starting at the earliest event
--- of the past window, ending at the latest event of the next one (late and early arrivals).
-local candidates = {{ts - window, ts}, {ts, ts + window}}
-local earliest = redis.call('ZRANGEBYSCORE', counted, ts - window, ts, 'WITHSCORES', 'LIMIT', 0, 1)
-if #earliest > 0 then
-  local a = tonumber(earliest[2])
-  candidates[#candidates + 1] = {a, a + window}
-end
-local latest = redis.call('ZREVRANGEBYSCORE', counted, ts + window, ts, 'WITHSCORES', 'LIMIT', 0, 1)
-if #latest > 0 then
-  local b = tonumber(latest[2])
-  candidates[#candidates + 1] = {b - window, b}
-end
-local metric, low, high, fired = -1, 0, 0, false
-for _, w in ipairs(candidates) do
-  local m = redis.call('ZCOUNT', counted, w[1], w[2])
-  if exact then
-    if m == threshold and not fired then metric, low, high, fired = m, w[1], w[2], true end
-    if not fired and m > metric then metric = m end
-  elseif m > metric then
-    metric, low, high = m, w[1], w[2]
-    fired = m >= threshold
+if distinct then counted = KEYS[3] end
+local result = {0}
+for e = 7, #ARGV, 3 do
+  local member, ts, value = ARGV[e], tonumber(ARGV[e + 1]), ARGV[e + 2]
+  if redis.call('ZADD', KEYS[1], 'NX', ts, member) == 1 then
+    redis.call('ZADD', KEYS[2], ts, member)
   end
-end
-local result = {metric}
-if fired then
-  local items = redis.call('ZRANGEBYSCORE', KEYS[2], low, high, 'WITHSCORES')
-  for i = 1, #items do result[#result + 1] = items[i] end
-  if #items > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], low, high) end
+  if distinct then redis.call('ZADD', KEYS[3], 'GT', ts, value) end
+  -- Candidate windows holding ts: ending at ts, starting at ts, starting at the earliest event
+  -- of the past window, ending at the latest event of the next one (late and early arrivals).
+  -- Events in time order (the common case) settle it with the first: stop once it fires.
+  local candidates = {{ts - window, ts}}
+  local back = redis.call('ZCOUNT', counted, ts - window, ts)
+  if exact or back < threshold then
+    candidates[2] = {ts, ts + window}
+    local first = redis.call('ZRANGEBYSCORE', counted, ts - window, ts, 'WITHSCORES', 'LIMIT', 0, 1)
+    if #first > 0 then
+      local a = tonumber(first[2])
+      candidates[#candidates + 1] = {a, a + window}
+    end
+    local last = redis.call('ZREVRANGEBYSCORE', counted, ts + window, ts,
+                            'WITHSCORES', 'LIMIT', 0, 1)
+    if #last > 0 then
+      local b = tonumber(last[2])
+      candidates[#candidates + 1] = {b - window, b}
+    end
+  end
+  local metric, low, high, fired = -1, 0, 0, false
+  for i, w in ipairs(candidates) do
+    local m = back
+    if i > 1 then m = redis.call('ZCOUNT', counted, w[1], w[2]) end
+    if exact then
+      if m == threshold and not fired then metric, low, high, fired = m, w[1], w[2], true end
+      if not fired and m > metric then metric = m end
+    elseif m > metric then
+      metric, low, high = m, w[1], w[2]
+      fired = m >= threshold
+    end
+  end
+  if metric > result[1] then result[1] = metric end
+  if fired then
+    local items = redis.call('ZRANGEBYSCORE', KEYS[2], low, high, 'WITHSCORES')
+    for i = 1, #items do result[#result + 1] = items[i] end
+    if #items > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], low, high) end
+  end
 end
 for i = 1, 3 do
   if redis.call('ZCARD', KEYS[i]) > cap then
@@ -119,6 +127,7 @@ class WindowHit:
     metric: int
     reported: list[int]  # event ids reported for the first time (empty: not firing)
     first_ts: float | None = None  # earliest event time among them
+    last_ts: float | None = None  # latest
 
 
 class WindowStore:
@@ -135,39 +144,43 @@ class WindowStore:
 
     def update(
         self, requests: list[tuple[str, tuple[str, ...], WindowSpec, int, float, str]]
-    ) -> list[WindowHit]:
-        """Add each (rule_id, group, spec, event_id, ts, value) and measure, in order."""
+    ) -> dict[tuple[str, tuple[str, ...]], WindowHit]:
+        """Add each (rule_id, group, spec, event_id, ts, value), in order; hits per group.
+
+        One script call per (rule, group) of the batch, all in one pipeline: a burst of a
+        thousand failed logons from one attacker is one call, not a thousand.
+        """
         if not requests:
-            return []
+            return {}
         ttl = settings.DETECTION_STATE_TTL_SEC
         cap = settings.DETECTION_STATE_MAX_EVENTS
-        pipe = self.client.pipeline(transaction=False)
+        groups: dict[tuple[str, tuple[str, ...]], list] = {}
         for rule_id, group, spec, event_id, ts, value in requests:
-            key = self.key(rule_id, group)
-            self._script(
-                keys=[key + ":all", key + ":pending", key + ":values"],
-                args=[
-                    f"{event_id}|{value}",
-                    repr(ts),
+            args = groups.get((rule_id, group))
+            if args is None:
+                args = groups[(rule_id, group)] = [
                     spec.window_seconds,
                     spec.threshold,
                     int(spec.exact),
                     int(spec.distinct),
                     ttl,
                     cap,
-                    value,
-                ],
-                client=pipe,
+                ]
+            args += [f"{event_id}|{value}", repr(ts), value]
+        pipe = self.client.pipeline(transaction=False)
+        for (rule_id, group), args in groups.items():
+            key = self.key(rule_id, group)
+            self._script(
+                keys=[key + ":all", key + ":pending", key + ":values"], args=args, client=pipe
             )
-        hits = []
-        for reply in pipe.execute():
+        hits = {}
+        for name, reply in zip(groups, pipe.execute(), strict=True):
             pairs = [m.decode() if isinstance(m, bytes) else m for m in reply[1:]]
             members, scores = pairs[0::2], [float(s) for s in pairs[1::2]]
-            hits.append(
-                WindowHit(
-                    int(reply[0]),
-                    [int(m.split("|", 1)[0]) for m in members],
-                    min(scores) if scores else None,
-                )
+            hits[name] = WindowHit(
+                int(reply[0]),
+                [int(m.split("|", 1)[0]) for m in members],
+                min(scores) if scores else None,
+                max(scores) if scores else None,
             )
         return hits
