@@ -63,6 +63,7 @@ def server_env(args, enrollment_key: str) -> dict[str, str]:
             "AGENT_BATCH_MAX": str(max(1000, args.batch_size)),
             # Bounded connections per daphne process (siem/settings.py: DB_POOL_MAX_SIZE).
             "DB_POOL_MAX_SIZE": str(args.pool_size),
+            "DETECTION_ENABLED": "false" if args.no_detection else "true",
         }
     )
     return env
@@ -223,6 +224,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
     latencies = sorted(stats.latencies[first[2] : last[2]])
     return {
         "agents": args.agents,
+        "detection": not args.no_detection,
         "workers": args.workers,
         "batch_size": args.batch_size,
         "rate_target": args.rate or "max",
@@ -259,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat-interval", type=float, default=10)
     parser.add_argument("--workers", type=int, default=2, help="daphne processes")
     parser.add_argument("--pool-size", type=int, default=8, help="DB connections per process")
+    parser.add_argument(
+        "--no-detection", action="store_true", help="turn the detection hook off (comparison)"
+    )
     parser.add_argument("--subscribers", type=int, default=1, help="/ws/events clients")
     parser.add_argument("--port", type=int, default=8450)
     parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432")
