@@ -238,7 +238,20 @@ def stored_count(base: str, token: str) -> int:
     return response.json()["count"]
 
 
-def run_load(args, base: str) -> dict:
+def cpu_seconds(procs: list[subprocess.Popen]) -> float:
+    """User + system CPU time used so far by the server processes we started (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in procs:
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def run_load(args, base: str, procs: list[subprocess.Popen]) -> dict:
     token = login(base, args.username, args.password)
     bodies = [json.dumps(make_batch(args.batch, seed=i + 1)).encode() for i in range(args.clients)]
     before = stored_count(base, token)
@@ -256,6 +269,7 @@ def run_load(args, base: str) -> dict:
         counting.set()
         started = time.perf_counter()
     cpu_started = os.times()
+    server_cpu_started = cpu_seconds(procs)
     time.sleep(args.seconds)
     with totals.lock:
         counting.clear()
@@ -263,6 +277,7 @@ def run_load(args, base: str) -> dict:
         events, batches, errors = totals.events, totals.batches, totals.errors
         latencies = sorted(totals.latencies)
     cpu_ended = os.times()
+    server_cpu = cpu_seconds(procs) - server_cpu_started
     stop.set()
     for thread in threads:
         thread.join(timeout=180)
@@ -280,6 +295,9 @@ def run_load(args, base: str) -> dict:
         "bench_client_cpu_sec": (cpu_ended.user + cpu_ended.system)
         - (cpu_started.user + cpu_started.system),
         "body_bytes": len(bodies[0]),
+        # CPU of the daphne processes only (PostgreSQL and Redis are shared with others here).
+        "server_cpu_ms_per_1000_events": 1e6 * server_cpu / events if procs and events else None,
+        "load_average_1min": os.getloadavg()[0],
     }
 
 
@@ -302,6 +320,7 @@ def breakdown(args, env: dict[str, str], rounds: int = 7) -> dict[str, float]:
 
     from accounts.services import issue_access_token
     from events.api.serializers import EventInputSerializer
+    from events.api.views import validate_events
     from events.models import SecurityEvent
     from events.services import after_events_stored
     from realtime.manager import get_connection_manager
@@ -311,10 +330,14 @@ def breakdown(args, env: dict[str, str], rounds: int = 7) -> dict[str, float]:
     token, _session = issue_access_token(User.objects.get(username=args.username))
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
 
-    def validate():
+    def serializer_only():
         serializer = EventInputSerializer(data=json.loads(body), many=True)
         assert serializer.is_valid()
-        return serializer.validated_data
+
+    def validate():
+        valid, invalid = validate_events(json.loads(body))
+        assert not invalid
+        return valid
 
     def insert():
         now = timezone.now()
@@ -333,7 +356,8 @@ def breakdown(args, env: dict[str, str], rounds: int = 7) -> dict[str, float]:
     created = insert()
     stages = {
         "parse JSON": lambda: json.loads(body),
-        "validate (EventInputSerializer, many=True)": validate,
+        "validate with EventInputSerializer(many=True) alone": serializer_only,
+        "validate as the bulk view does (fast path)": validate,
         "insert (bulk_create, incl. validation)": insert,
         "broadcast (2 group_send per event)": broadcast,
         "post-ingestion pipeline (detection)": lambda: after_events_stored(created),
@@ -404,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             procs, listener = start_servers(args, env)
             base = f"http://127.0.0.1:{args.port}"
             wait_ready(base, procs)
-        result = run_load(args, base)
+        result = run_load(args, base, procs)
     finally:
         stop_servers(procs)
         if listener is not None:
@@ -426,6 +450,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"p95 {result['batch_p95_ms']:.0f} ms; errors {result['errors']}"
             )
         print(f"stored during the run (incl. warm-up and drain): {result['stored_during_run']}")
+        if result["server_cpu_ms_per_1000_events"] is not None:
+            print(
+                f"daphne CPU: {result['server_cpu_ms_per_1000_events']:.0f} ms per 1000 events; "
+                f"1-min load average at the end: {result['load_average_1min']:.1f}"
+            )
         if result["errors"]:
             print(f"first error: {result['first_error']}")
     return 1 if result["errors"] else 0

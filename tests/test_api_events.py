@@ -8,8 +8,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from events.api.serializers import EventInputSerializer
+from events.api.views import validate_events
 from events.models import SecurityEvent
 from events.services import create_events
 from tests.api_helpers import DENIED, READERS, WRITERS, received_on
@@ -213,6 +215,40 @@ def test_bulk_broadcasts_every_created_event(clients, admin_user):
     for message in messages:
         jsonschema.validate(message, SCHEMA)
     assert sorted(m["data"]["event_id"] for m in messages) == sorted(response.json()["event_ids"])
+
+
+TRICKY_ITEMS = [
+    event(timestamp="2025-01-01T12:00:00"),
+    event(timestamp="2025-01-01T12:00:00.123456+02:00", raw={"k": [1, {"a": None}]}),
+    event(timestamp="2025-01-01 12:00Z", user_name="  bob  ", source_ip=""),
+    event(timestamp="2025-13-01T00:00:00"),
+    event(timestamp="yesterday"),
+    event(timestamp=""),
+    event(timestamp=None),
+    event(timestamp=1735732800),
+    event(computer="  WS-9  ", message="  keep my spaces  "),
+    event(severity=5.0),
+    event(severity=True),
+    event(raw={"a": "nul\u0000"}),
+    event(agent_record_id=None),
+    event(agent_record_id=2**63),
+    {"computer": "WS"},
+    "not an object",
+    [event()],
+]
+
+
+def test_bulk_validation_gives_exactly_the_serializers_answers():
+    valid, invalid = validate_events(TRICKY_ITEMS)
+    expected_valid, expected_invalid = [], []
+    for index, item in enumerate(TRICKY_ITEMS):
+        try:
+            expected_valid.append(dict(EventInputSerializer().run_validation(item)))
+        except DRFValidationError as exc:
+            expected_invalid.append((index, exc.detail))
+    assert [dict(item) for item in valid] == expected_valid
+    assert invalid == expected_invalid
+    assert len(expected_valid) == 6  # the test covers both paths
 
 
 def test_input_serializer_validates_many_items_standalone():
