@@ -371,3 +371,26 @@ def test_analyze_events_stops_on_a_provider_error_and_says_so(openai_provider):
     assert "Analyzing 25 pending event(s) with openai" in out.getvalue()
     assert "[10/25] batch 1: 0 analyzed, 10 to retry, 0 failed" in out.getvalue()
     assert "Provider error: openai: HTTP 500" in err.getvalue()
+
+
+def test_masking_copes_with_domain_qualified_names(settings, openai_provider):
+    """Names like NT AUTHORITY\\SYSTEM-style DOMAIN\\user (Sysmon `User`) hold backslashes."""
+    settings.AI_MASK_SENSITIVE = True
+    (event,) = make_events(
+        1,
+        user_name="",
+        source_ip="",
+        raw={"EventID": 1, "User": "CORP\\alice", "CommandLine": "whoami /all"},
+    )
+
+    def echo(body):
+        (sent,) = events_in(body)
+        text = f"{sent['fields']['User']} ran whoami"
+        return Reply(
+            content=json.dumps([{"event_id": sent["event_id"], "score": 40, "description": text}])
+        )
+
+    openai_provider.behaviour = echo
+    assert run_batch().analyzed == 1
+    assert "alice" not in json.dumps(openai_provider.requests[0].body)
+    assert state(event).ai_description == "CORP\\alice ran whoami"

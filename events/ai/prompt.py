@@ -126,7 +126,9 @@ class Masker:
         if not self.enabled or not text:
             return text
         for alias in sorted(self._reverse, key=len, reverse=True):
-            text = re.sub(rf"\b{re.escape(alias)}\b", self._reverse[alias], text)
+            # A function, not a replacement string: names like DOMAIN\user hold backslashes.
+            original = self._reverse[alias]
+            text = re.sub(rf"\b{re.escape(alias)}\b", lambda _m, o=original: o, text)
         return text
 
 
