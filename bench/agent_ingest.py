@@ -154,6 +154,20 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def database_backend_pids(database: str) -> list[int]:
+    """PostgreSQL backend processes serving `database` on this machine (same host only)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
+            except OSError:
+                continue
+            if title.startswith("postgres:") and f" {database} " in title:
+                pids.append(int(entry.name))
+    return pids
+
+
 # --- load --------------------------------------------------------------------------------------
 async def subscriber(ws_url: str, counter: list[int], stop: asyncio.Event) -> None:
     import websockets
@@ -182,11 +196,22 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
     ]
     await asyncio.sleep(0.5)
 
-    samples: list[tuple[float, int, int, int, float]] = []  # elapsed, created, batches, ws, cpu
+    # elapsed, created, batches, ws messages, server CPU s, database backends' CPU s
+    samples: list[tuple[float, int, int, int, float, float]] = []
+    backend_cpu: dict[int, float] = {}
 
     def on_progress(stats: Stats, elapsed: float) -> None:
+        for pid in database_backend_pids(args.database):
+            backend_cpu[pid] = cpu_seconds([pid]) or backend_cpu.get(pid, 0.0)
         samples.append(
-            (elapsed, stats.created, len(stats.latencies), received[0], cpu_seconds(server_pids))
+            (
+                elapsed,
+                stats.created,
+                len(stats.latencies),
+                received[0],
+                cpu_seconds(server_pids),
+                sum(backend_cpu.values()),
+            )
         )
         if not args.quiet:
             print(
@@ -232,6 +257,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         "events_per_sec": round((last[1] - first[1]) / seconds) if seconds else 0,
         "ws_events_per_sec": round((last[3] - first[3]) / seconds) if seconds else 0,
         "server_cpu_percent": round(100 * (last[4] - first[4]) / seconds) if seconds else 0,
+        "postgres_cpu_percent": round(100 * (last[5] - first[5]) / seconds) if seconds else 0,
         "batch_p50_ms": round(1000 * statistics.median(latencies)) if latencies else None,
         "batch_p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))])
         if latencies
@@ -299,8 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{result['events_per_sec']} events/s sustained over {result['seconds']} s "
             f"({args.agents} agents, batches of up to {args.batch_size}, {args.workers} daphne "
-            f"process(es)); server CPU {result['server_cpu_percent']}% of one core, load "
-            f"generator {result['bench_client_cpu_percent']}%"
+            f"process(es)); CPU in % of one core: daphne {result['server_cpu_percent']}, "
+            f"PostgreSQL {result['postgres_cpu_percent']}, load generator "
+            f"{result['bench_client_cpu_percent']}"
         )
         print(
             f"batch latency p50 {result['batch_p50_ms']} ms, p95 {result['batch_p95_ms']} ms; "
