@@ -190,10 +190,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # --- group messages ------------------------------------------------------------------
     async def deliver(self, text: str) -> None:
         """Write one broadcast (already JSON text) to this socket."""
+        await self.deliver_frame({"type": "websocket.send", "text": text})
+
+    async def deliver_frame(self, frame: dict) -> None:
+        """The hub's fast path: the same ASGI `websocket.send` message for every socket."""
         if self._early is not None:
-            self._early.append(text)
+            self._early.append(frame["text"])
         elif self.channel is not None and not self._closing:
-            await self.send(text_data=text)
+            await self.base_send(frame)
 
     async def broadcast(self, event) -> None:
         """`layer` mode: a group message from the manager; `text` is what the client gets."""

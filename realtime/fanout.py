@@ -111,10 +111,11 @@ class Hub:
         members = self.channels.get(name)
         if not members:
             return
-        text = data.decode()
+        # One ASGI message for every socket: daphne only reads it.
+        frame = {"type": "websocket.send", "text": data.decode()}
         for consumer in list(members):
             try:
-                await consumer.deliver(text)
+                await consumer.deliver_frame(frame)
             except Exception:
                 # One broken socket must not stop the others; it will be cleaned up on close.
                 logger.debug("Delivery to one socket failed", exc_info=True)
