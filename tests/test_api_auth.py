@@ -5,13 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.sites import site
-from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.admin import SessionAdmin
 from accounts.models import Session
 from accounts.services import issue_access_token
 from tests.api_helpers import bearer_client
@@ -223,24 +220,38 @@ def test_token_signed_with_another_key_is_refused(viewer, settings):
     assert response.status_code == 401
 
 
-def test_admin_action_revokes_selected_sessions(admin_user, viewer):
-    _token, session = issue_access_token(viewer)
-    request = RequestFactory().post("/admin/accounts/session/")
-    request.user = admin_user
-    request._messages = _Messages()
-    model_admin = SessionAdmin(Session, site)
-    model_admin.revoke_selected(request, Session.objects.filter(pk=session.pk))
+def test_admin_action_revokes_selected_sessions(client, django_user_model, viewer):
+    root = django_user_model.objects.create_superuser("root", "root@example.test", PASSWORD)
+    token, session = issue_access_token(viewer)
+    _other_token, other = issue_access_token(viewer)
+    client.force_login(root)
+    changelist = client.get("/admin/accounts/session/")
+    assert changelist.status_code == 200
+    assert b"Revoke selected sessions" in changelist.content
+    response = client.post(
+        "/admin/accounts/session/",
+        {"action": "revoke_selected", "_selected_action": [session.pk], "index": 0},
+        follow=True,
+    )
+    assert b"Revoked 1 session(s)." in response.content
     session.refresh_from_db()
-    assert session.revoked_reason == "revoked by admin"
-    assert request._messages.texts == ["Revoked 1 session(s)."]
+    other.refresh_from_db()
+    assert (session.revoked_reason, other.revoked_at) == ("revoked by admin", None)
+    refused = APIClient().get("/api/v1/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert refused.status_code == 401
 
 
-class _Messages:
-    def __init__(self):
-        self.texts: list[str] = []
+def test_staff_without_change_permission_cannot_revoke_sessions(client, django_user_model):
+    from django.contrib.auth.models import Permission
 
-    def add(self, level, message, extra_tags=""):
-        self.texts.append(str(message))
+    staff = django_user_model.objects.create_user("staff", password=PASSWORD, is_staff=True)
+    staff.user_permissions.add(
+        Permission.objects.get(codename="view_session", content_type__app_label="accounts")
+    )
+    client.force_login(staff)
+    response = client.get("/admin/accounts/session/")
+    assert response.status_code == 200
+    assert b"Revoke selected sessions" not in response.content
 
 
 def test_login_still_works_when_redis_is_unreachable(admin_user, settings, caplog):
