@@ -94,4 +94,4 @@ def test_swagger_ui_page_points_at_the_schema():
     response = APIClient().get("/api/v1/docs/")
     assert response.status_code == 200
     assert b"swagger-ui" in response.content
-    assert b"\"/api/v1/schema\"" in response.content
+    assert b'"/api/v1/schema"' in response.content
