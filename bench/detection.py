@@ -12,6 +12,9 @@ Scenarios (all by default, or pick with --scenario):
              one per rule and key per batch) in the database, as the on-commit hook runs it.
 - `burst`:   a brute-force burst: every event is a 4625 for the same account and source, so
              every event is a Redis window update and every batch repeats the open alert.
+- `inline`:  the cost of running detection inline in the on-commit hook: create_events() on the
+             real mix with detection off, then on, in micro-batches (storing, broadcasting and
+             detecting; the difference is what ingestion pays for detection).
 - `sqlite`:  the alternative we did not choose, measured for the record: pySigma's SQLite backend
              on micro-batches (load the batch into an in-memory table, run the 19 converted
              queries). Built-in rules are not included, so it is an upper bound.
@@ -48,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=["match", "full", "burst", "sqlite"],
+        choices=["match", "full", "burst", "inline", "sqlite"],
         help="run only these (repeatable); default: all",
     )
     parser.add_argument("--cpu", type=int, default=0, help="CPU to pin to (-1: do not pin)")
@@ -156,6 +159,14 @@ def run_full(engine, events, batch) -> str:
     return f"({Alert.objects.count()} alerts in the database)"
 
 
+def run_ingest(items, batch) -> str:
+    from events.services import create_events
+
+    for start in range(0, len(items), batch):
+        create_events(items[start : start + batch])
+    return ""
+
+
 def run_sqlite(items, batch) -> str:
     from sigma.backends.sqlite import sqliteBackend
     from sigma.collection import SigmaCollection
@@ -200,7 +211,7 @@ def main() -> None:
     args = parse_args()
     if args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
-    scenarios = args.scenario or ["match", "full", "burst", "sqlite"]
+    scenarios = args.scenario or ["match", "full", "burst", "inline", "sqlite"]
     with tempfile.TemporaryDirectory(prefix="bench-detect-") as tmp:
         setup_django(Path(tmp) / "bench.sqlite3", args.sigma_dir)
         from django.conf import settings
@@ -233,6 +244,12 @@ def main() -> None:
                 results.append(
                     timed("burst", len(events), lambda: run_full(engine, events, args.batch))
                 )
+            if "inline" in scenarios:
+                items = records(args.events)
+                for enabled in (False, True):
+                    settings.DETECTION_ENABLED = enabled
+                    label = "ingest+d" if enabled else "ingest"
+                    results.append(timed(label, len(items), lambda: run_ingest(items, args.batch)))
             if "sqlite" in scenarios:
                 items = records(args.events)
                 results.append(timed("sqlite", len(items), lambda: run_sqlite(items, args.batch)))

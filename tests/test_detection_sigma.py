@@ -371,3 +371,71 @@ def test_sigma_rules_command_lists_rules_and_their_load_errors():
     assert "Mimikatz DC Sync" not in text  # --errors lists only the refused ones
     assert SigmaRuleRow.objects.count() == 22
     assert SigmaRuleRow.objects.exclude(error="").count() == 1
+
+
+SPRAY_BASE = """
+title: Failed logon (base)
+id: 44444444-4444-4444-4444-444444444444
+name: failed_logon_base
+logsource: {product: windows, service: security}
+detection:
+    selection: {EventID: 4625}
+    condition: selection
+level: informational
+---
+title: Many accounts from one source
+id: 55555555-5555-5555-5555-555555555555
+correlation:
+    type: value_count
+    rules: [failed_logon_base]
+    group-by: [IpAddress]
+    timespan: 10m
+    condition:
+        field: TargetUserName
+        gte: 3
+level: high
+tags: [attack.credential-access, attack.t1110.003]
+"""
+
+
+@pytest.mark.django_db
+def test_a_value_count_correlation_counts_distinct_accounts_per_source(
+    settings, tmp_path, django_capture_on_commit_callbacks
+):
+    write_rules(tmp_path, {"spray.yml": SPRAY_BASE})
+    settings.SIGMA_RULES_DIR = str(tmp_path)
+    reset_engine()
+    # One account tried five times: one distinct value, nothing fires.
+    records = [failed_logon(s, "198.51.100.9", "alice") for s in range(5)]
+    # Then bob and carol: three distinct accounts within ten minutes.
+    records += [failed_logon(60, "198.51.100.9", "bob"), failed_logon(90, "198.51.100.9", "carol")]
+    with django_capture_on_commit_callbacks(execute=True):
+        create_events([normalize_record(r) for r in records[:5]])
+    assert not Alert.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        create_events([normalize_record(r) for r in records[5:]])
+    [alert] = Alert.objects.all()
+    assert alert.rule_id == "sigma:55555555-5555-5555-5555-555555555555"
+    assert (alert.title, alert.severity, alert.category) == (
+        "Many accounts from one source",
+        4,
+        "credential_access",
+    )
+    assert alert.occurrence_count == 7  # every failed logon of the qualifying window
+    assert alert.dedup_key == "sigma:55555555-5555-5555-5555-555555555555|198.51.100.9"
+
+
+@pytest.mark.django_db
+def test_a_new_rule_file_is_picked_up_without_a_restart(settings, tmp_path):
+    settings.SIGMA_RULES_DIR = str(tmp_path)
+    settings.DETECTION_CONFIG_TTL_SEC = 0
+    write_rules(tmp_path, {"good.yml": GOOD})
+    assert [r.title for r in get_engine().sigma.rules] == ["Test failed logon"]
+    write_rules(tmp_path, {"spray.yml": SPRAY_BASE})
+    engine = get_engine()
+    assert sorted(r.title for r in engine.sigma.rules) == [
+        "Failed logon (base)",
+        "Test failed logon",
+    ]
+    assert [c.title for c in engine.sigma.correlations] == ["Many accounts from one source"]
+    assert get_engine() is engine  # unchanged files: the same compiled engine

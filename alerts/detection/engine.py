@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -299,26 +300,51 @@ def _ts(event) -> datetime:
 # --- the process-wide engine ------------------------------------------------------------------
 _engine: Engine | None = None
 _engine_dir: str | None = None
+_engine_source: tuple | None = None
+_engine_checked = 0.0
 _engine_lock = threading.Lock()
 
 
+def _rules_signature(directory: str) -> tuple:
+    """What the rules directory holds (names, sizes, mtimes): a change means reload."""
+    if not directory:
+        return ()
+    root = Path(directory)
+    try:
+        files = sorted([*root.rglob("*.yml"), *root.rglob("*.yaml")])
+        return (directory, *((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    except OSError:
+        return (directory, "unreadable")
+
+
 def get_engine() -> Engine:
-    """The engine of this process, (re)built when SIGMA_RULES_DIR changes."""
-    global _engine, _engine_dir
+    """The engine of this process, rebuilt when SIGMA_RULES_DIR or its files change.
+
+    The directory is looked at no more often than DETECTION_CONFIG_TTL_SEC, so editing, adding
+    or removing a rule file reaches every worker within seconds without a restart.
+    """
+    global _engine, _engine_dir, _engine_source, _engine_checked
     with _engine_lock:
+        now = time.monotonic()
         directory = settings.SIGMA_RULES_DIR
-        if _engine is None or _engine_dir != directory:
-            sigma = load_rules(directory) if directory else SigmaRuleSet()
-            for entry in sigma.entries:
-                if entry.error:
-                    logger.warning(
-                        "sigma rule %s (%s) not loaded: %s", entry.title, entry.path, entry.error
-                    )
-            _engine, _engine_dir = Engine(sigma), directory
-            try:
-                sync_sigma_rules(sigma)
-            except DatabaseError:
-                logger.exception("could not record the Sigma rules in the database")
+        fresh = _engine is not None and _engine_dir == directory
+        if fresh and now - _engine_checked < settings.DETECTION_CONFIG_TTL_SEC:
+            return _engine
+        _engine_checked = now
+        source = _rules_signature(directory)
+        if fresh and source == _engine_source:
+            return _engine
+        sigma = load_rules(directory) if directory else SigmaRuleSet()
+        for entry in sigma.entries:
+            if entry.error:
+                logger.warning(
+                    "sigma rule %s (%s) not loaded: %s", entry.title, entry.path, entry.error
+                )
+        _engine, _engine_dir, _engine_source = Engine(sigma), directory, source
+        try:
+            sync_sigma_rules(sigma)
+        except DatabaseError:
+            logger.exception("could not record the Sigma rules in the database")
         return _engine
 
 
