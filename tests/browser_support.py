@@ -169,10 +169,10 @@ class LiveServer:
         return answer.json()["access_token"]
 
     def api(self, method: str, path: str, token: str, **kwargs) -> httpx.Response:
+        kwargs.setdefault("timeout", 10)
         return httpx.request(
             method,
             f"{self.url}/api/v1{path}",
             headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
             **kwargs,
         )

@@ -17,9 +17,21 @@ function insertKeepingScroll(container, insert) {
 
 function flash(el, className = 'fresh') {
   el.classList.remove(className);
-  // Restart the CSS animation on repeated changes.
+  // Restart the CSS animation on repeated changes (a forced layout: fine for rare row changes).
   void el.offsetWidth;
   el.classList.add(className);
+}
+
+/** Run `fn` at most once per `delayMs`, however often it is asked: one layout per batch. */
+function coalesce(fn, delayMs = 50) {
+  let timer = null;
+  return () => {
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn();
+    }, delayMs);
+  };
 }
 
 // --- counters ----------------------------------------------------------------------------------
@@ -28,6 +40,8 @@ export class Counters {
     this.root = root;
     this.updatedEl = updatedEl;
     this.stats = null;
+    // A burst of events bumps the counters hundreds of times a second; draw them once a batch.
+    this.scheduleRender = coalesce(() => this.render());
   }
 
   /** Replace with the server's numbers (REST snapshot or a `statistics` message). */
@@ -42,7 +56,7 @@ export class Counters {
   bump(group, key, delta) {
     if (!this.stats || !this.stats[group] || typeof this.stats[group][key] !== 'number') return;
     this.stats[group][key] = Math.max(0, this.stats[group][key] + delta);
-    this.render();
+    this.scheduleRender();
   }
 
   render() {
@@ -54,7 +68,11 @@ export class Counters {
         const text = formatNumber(value);
         if (el.textContent !== text) {
           el.textContent = text;
-          flash(el.closest('.counter') || el, 'changed');
+          // Web Animations: restarts without forcing a layout, unlike toggling a CSS class.
+          (el.closest('.counter') || el).animate(
+            [{ backgroundColor: '#1d3350' }, { backgroundColor: '#121823' }],
+            { duration: 1200, easing: 'ease-out' },
+          );
         }
       }
     }
@@ -241,6 +259,8 @@ export class EventStream {
     Object.assign(this, { tbody, pauseButton, noteEl, max, bufferMax });
     this.paused = false;
     this.buffer = [];
+    this.incoming = []; // live events waiting for the next batched insert
+    this.scheduleFlush = coalesce(() => this.flush());
     this.dropped = 0;
     this.seen = new Set();
     pauseButton.addEventListener('click', () => this.setPaused(!this.paused));
@@ -249,6 +269,7 @@ export class EventStream {
   clear() {
     this.tbody.replaceChildren();
     this.buffer = [];
+    this.incoming = [];
     this.seen.clear();
     this.renderNote();
   }
@@ -274,14 +295,20 @@ export class EventStream {
       this.renderNote();
       return true;
     }
-    this.insert([event], fresh);
+    this.incoming.push([event, fresh]);
+    // Only the newest `max` rows would survive the insert anyway.
+    if (this.incoming.length > this.max) this.incoming.splice(0, this.incoming.length - this.max);
+    this.scheduleFlush();
     return true;
   }
 
-  insert(events, fresh) {
+  flush() {
+    const batch = this.incoming;
+    this.incoming = [];
+    if (!batch.length) return;
     const wrap = this.tbody.closest('.table-wrap');
     insertKeepingScroll(wrap, () => {
-      const rows = events.map((event) => this.row(event, fresh));
+      const rows = batch.map(([event, fresh]) => this.row(event, fresh));
       this.tbody.prepend(...rows.reverse());
       while (this.tbody.rows.length > this.max) this.tbody.lastElementChild.remove();
     });
@@ -313,7 +340,8 @@ export class EventStream {
       const pending = this.buffer;
       this.buffer = [];
       this.dropped = 0;
-      this.insert(pending.slice(-this.max), false);
+      for (const event of pending.slice(-this.max)) this.incoming.push([event, false]);
+      this.flush();
     }
     this.renderNote();
   }
