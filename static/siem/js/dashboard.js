@@ -111,7 +111,8 @@ async function startDashboard() {
   $('signin').hidden = true;
   $('app').hidden = false;
   chart.draw();
-  await loadSnapshot();
+  // Subscribe first, then fetch: whatever happens while the snapshot loads arrives on the
+  // socket and is merged by id, so nothing falls between the snapshot and the stream.
   live = new LiveConnection({
     path: WS_PATH,
     credential: wsCredential,
@@ -124,6 +125,7 @@ async function startDashboard() {
     onGap: () => loadSnapshot(),
   });
   live.start();
+  await loadSnapshot();
 }
 
 /** A one-time ticket when the server offers them (issue 9), otherwise the access token itself. */

@@ -122,6 +122,10 @@ export class AlertFeed {
     if (!Number.isFinite(id)) return null;
     const row = this.rows.get(id);
     if (row) {
+      // A snapshot fetched before a live change must not undo it.
+      const known = parseTime(row.data.updated_at);
+      const incoming = parseTime(data.updated_at);
+      if (known !== null && incoming !== null && incoming < known) return { ...row.data };
       const previous = { ...row.data };
       Object.assign(row.data, data);
       this.renderRow(row);
@@ -274,18 +278,39 @@ export class EventStream {
     this.renderNote();
   }
 
-  /** Snapshot rows (newest first) under the live ones; returns the events not seen before. */
+  /**
+   * Merge a REST snapshot: events not shown yet take their place by id (newest first) among the
+   * rows already there, which may have arrived live while the snapshot was being fetched.
+   */
   load(events) {
-    const fresh = events.filter((e) => !this.seen.has(e.event_id));
-    for (const event of [...fresh].reverse()) this.add(event, { fresh: false });
-    return fresh;
+    const missing = events
+      .filter((e) => !this.seen.has(e.event_id))
+      .sort((a, b) => b.event_id - a.event_id);
+    if (this.paused) {
+      for (const event of [...missing].reverse()) this.add(event, { fresh: false });
+      return;
+    }
+    for (const event of missing) this.remember(event.event_id);
+    insertKeepingScroll(this.tbody.closest('.table-wrap'), () => {
+      const present = [...this.tbody.rows];
+      for (const event of missing) {
+        const older = present.find((row) => Number(row.dataset.eventId) < event.event_id);
+        this.tbody.insertBefore(this.row(event, false), older || null);
+      }
+      while (this.tbody.rows.length > this.max) this.tbody.lastElementChild.remove();
+    });
+    this.renderNote();
+  }
+
+  remember(eventId) {
+    this.seen.add(eventId);
+    if (this.seen.size > 5000) this.seen = new Set([...this.seen].slice(-2500));
   }
 
   /** A live event; returns false if it was a duplicate (e.g. replayed after a reconnect). */
   add(event, { fresh = true } = {}) {
     if (this.seen.has(event.event_id)) return false;
-    this.seen.add(event.event_id);
-    if (this.seen.size > 5000) this.seen = new Set([...this.seen].slice(-2500));
+    this.remember(event.event_id);
     if (this.paused) {
       this.buffer.push(event);
       if (this.buffer.length > this.bufferMax) {
