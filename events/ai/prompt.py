@@ -87,6 +87,8 @@ class Masker:
         self.enabled = enabled
         self._forward: dict[tuple[str, str], str] = {}
         self._reverse: dict[str, str] = {}
+        self._pattern: re.Pattern | None = None
+        self._pattern_size = 0
 
     def _pseudonym(self, kind: str, value: str) -> str:
         key = (kind, value.lower())
@@ -114,13 +116,26 @@ class Masker:
             return value
         value = _IPV4.sub(lambda m: self.ip(m.group(0)), value)
         value = _IPV6.sub(lambda m: self.ip(m.group(0)), value)
-        for (kind, original), alias in self._forward.items():
-            # Very short names ("a") would mask ordinary words; they stay in their own fields.
-            if kind == "user" and len(original) >= 3:
-                value = re.sub(
-                    rf"(?<![\w$]){re.escape(original)}(?![\w$])", alias, value, flags=re.I
-                )
+        pattern = self._names_pattern()
+        if pattern is not None:
+            value = pattern.sub(lambda m: self._forward[("user", m.group(0).lower())], value)
         return value
+
+    def _names_pattern(self) -> re.Pattern | None:
+        """One regex for every user name seen so far (rebuilt only when a name was added)."""
+        if self._pattern_size != len(self._forward):
+            # Very short names ("a") would mask ordinary words; they stay in their own fields.
+            names = sorted(
+                (name for kind, name in self._forward if kind == "user" and len(name) >= 3),
+                key=len,
+                reverse=True,
+            )
+            alternation = "|".join(re.escape(name) for name in names)
+            self._pattern = (
+                re.compile(rf"(?<![\w$])(?:{alternation})(?![\w$])", re.I) if names else None
+            )
+            self._pattern_size = len(self._forward)
+        return self._pattern
 
     def unmask(self, text: str) -> str:
         if not self.enabled or not text:
