@@ -319,6 +319,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_db:
             drop_database(args)
     result["load_average_before"] = [round(x, 2) for x in load_before]
+    # CPU spent per stored event by everything this benchmark runs (daphne, its PostgreSQL
+    # backends, the load generator), and what that would allow if all cores were ours.
+    busy = (
+        result["server_cpu_percent"]
+        + result["postgres_cpu_percent"]
+        + result["bench_client_cpu_percent"]
+    )
+    if result["events_per_sec"]:
+        result["cpu_us_per_event"] = round(busy / 100 / result["events_per_sec"] * 1e6)
+        result["cpu_bound_ceiling_events_per_sec"] = round(
+            (os.cpu_count() or 1) * 1e6 / result["cpu_us_per_event"]
+        )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -339,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             f"({result['ws_events_per_sec']}/s in the window); load average before: "
             f"{result['load_average_before']}"
         )
+        if result.get("cpu_us_per_event"):
+            print(
+                f"CPU per event (daphne + PostgreSQL + generator): {result['cpu_us_per_event']} µs"
+                f" → at most ~{result['cpu_bound_ceiling_events_per_sec']} events/s if all "
+                f"{os.cpu_count()} cores were this benchmark's alone (a projection, not a measure)"
+            )
         if result["errors"]:
             print(f"last error: {result['last_error']}")
     return 1 if result["errors"] else 0
