@@ -163,6 +163,21 @@ def test_an_event_and_an_alert_posted_through_the_api_appear_live(server, open_p
     expect(row.locator(".sev-badge")).to_have_text("high")
     expect(page.locator("#event-stream tr").first).to_have_attribute("data-event-id", str(event_id))
     expect(page.locator("#stat-events-total_24h")).to_have_text(f"{events_before + 1:,}")
+    # The chart is drawn: bars in the current minute's or the past minutes' colour.
+    bar_pixels = page.evaluate(
+        """() => {
+            const canvas = document.getElementById('rate-chart');
+            const ctx = canvas.getContext('2d');
+            const { data } = ctx.getImageData(0, 0, canvas.width, canvas.height);
+            let count = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                const rgb = [data[i], data[i + 1], data[i + 2]].join(',');
+                if (rgb === '159,208,255' || rgb === '77,163,255') count += 1;
+            }
+            return count;
+        }"""
+    )
+    assert bar_pixels > 0
 
     title = unique("Brute force against DC-01")
     alert_id = post_alert(server, analyst_token, title, severity=5, hostname="DC-01")

@@ -96,6 +96,12 @@ export class AlertFeed {
       this.renderCount();
     });
     list.addEventListener('click', (event) => this.onClick(event));
+    list.addEventListener('keydown', (event) => {
+      const rowEl = event.target.closest('.alert-row');
+      if (!rowEl || event.target !== rowEl || (event.key !== 'Enter' && event.key !== ' ')) return;
+      event.preventDefault();
+      this.select(Number(rowEl.dataset.alertId));
+    });
   }
 
   setCanTriage(value) {
