@@ -54,7 +54,9 @@ def _log(incident: Incident, actor, action: str, from_status: str = "", note: st
 
 
 def _locked(incident: Incident) -> Incident:
-    return Incident.objects.select_for_update().select_related("assigned_to").get(pk=incident.pk)
+    # No select_related here: PostgreSQL refuses FOR UPDATE on the nullable side of an outer
+    # join (assigned_to), and FOR UPDATE OF is not portable to every backend we support.
+    return Incident.objects.select_for_update().get(pk=incident.pk)
 
 
 def create_incident(
