@@ -23,7 +23,7 @@ from redis.retry import Retry
 from accounts.services import issue_access_token
 from alerts.detection import detect_events
 from alerts.detection.engine import Engine, reset_engine
-from alerts.detection.windows import WindowStore
+from alerts.detection.windows import WindowSpec, WindowStore
 from alerts.models import Alert, DetectionRule
 from events.models import SecurityEvent
 from events.normalize import normalize_record
@@ -114,6 +114,29 @@ def test_seven_failures_in_the_window_raise_nothing_and_the_eighth_raises_one_al
     # Event time, not wall clock: the span of the failures that make up the alert.
     assert (alert.first_seen, alert.last_seen) == (START, START + timedelta(seconds=75))
     assert alert.dedup_key == "builtin.brute_force|dc-01|administrator|203.0.113.7"
+
+
+@pytest.mark.django_db
+def test_failed_logins_posted_by_the_api_without_windows_fields_are_grouped_by_host(
+    django_capture_on_commit_callbacks,
+):
+    """The guide's example: plain API events, no raw record, no account, no address."""
+    event = {
+        "computer": "WS-001",
+        "event_code": 4625,
+        "severity": 3,
+        "message": "Failed login attempt",
+        "source_type": "Windows Security",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        create_events([event] * 8)
+    [alert] = brute_force_alerts()
+    assert (alert.title, alert.category, alert.hostname) == (
+        "Multiple failed login attempts",
+        "brute_force",
+        "WS-001",
+    )
+    assert alert.dedup_key == "builtin.brute_force|ws-001|-|-"
 
 
 @pytest.mark.django_db
@@ -258,6 +281,9 @@ def test_redis_down_still_raises_single_event_alerts(django_capture_on_commit_ca
     fired = engine.process(list(SecurityEvent.objects.order_by("event_id")))
     assert fired == {"builtin.audit_log_cleared": 1}
     assert list(Alert.objects.values_list("rule_id", flat=True)) == ["builtin.audit_log_cleared"]
+    # Marked down: the next batches skip the windows at once instead of waiting on Redis.
+    with pytest.raises(redis.ConnectionError, match="marked down"):
+        engine.store.update([("r", ("g",), WindowSpec(60, 2), 1, 0.0, "")])
 
 
 @pytest.mark.django_db(transaction=True)

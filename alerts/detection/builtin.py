@@ -57,11 +57,10 @@ def _machine_account(name: str) -> bool:
 
 
 # --- brute force and spraying -----------------------------------------------------------------
-def _brute_force_key(view: FieldView) -> tuple[str, ...] | None:
-    account = view.first("targetusername")
-    if not account:
-        return None
-    # Local console attempts have no address: the workstation is then the best source we have.
+def _brute_force_key(view: FieldView) -> tuple[str, ...]:
+    # Events posted through the API may carry neither account nor address: "-" groups them by
+    # host alone. Local console attempts have no address: the workstation is the next best source.
+    account = view.first("targetusername") or "-"
     source = remote_source(view) or view.first("workstationname") or "-"
     return (_host(view), account, source)
 

@@ -226,10 +226,12 @@ class Engine:
         if requests:
             try:
                 hits = self.store.update(requests)
-            except redis.RedisError:
+            except redis.RedisError as exc:
                 # Single-event rules above still alert; windows need Redis (docs/detection.md).
-                logger.exception(
-                    "detection: Redis unavailable, %d window updates lost", len(requests)
+                logger.warning(
+                    "detection: Redis unavailable (%s), %d window updates skipped",
+                    exc,
+                    len(requests),
                 )
                 hits = {}
             for name, hit in hits.items():

@@ -26,10 +26,13 @@ and expire (wall clock), so a group that goes quiet disappears.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # KEYS: all, pending, values.
 # ARGV: window, threshold, exact (0/1), distinct (0/1), ttl seconds, cap, then for each event of
@@ -106,8 +109,10 @@ def default_client() -> redis.Redis:
     url = settings.REDIS_URL
     client = _clients.get(url)
     if client is None:
+        # One attempt, short timeouts: ingestion waits for detection, so an outage must cost
+        # one failed call, then nothing while the store is marked down (WindowStore.update).
         client = _clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5
+            url, socket_connect_timeout=1, socket_timeout=5, retry=Retry(NoBackoff(), 0)
         )
     return client
 
@@ -133,9 +138,14 @@ class WindowHit:
 class WindowStore:
     """Batches window updates into one Redis round trip per micro-batch."""
 
+    # After a Redis error, window updates are skipped (and logged) for this long instead of
+    # making every ingestion batch wait for a connection timeout.
+    RETRY_AFTER_SEC = 5.0
+
     def __init__(self, client: redis.Redis | None = None) -> None:
         self.client = client or default_client()
         self._script = self.client.register_script(WINDOW_SCRIPT)
+        self._down_until = 0.0
 
     @staticmethod
     def key(rule_id: str, group: tuple[str, ...]) -> str:
@@ -152,6 +162,8 @@ class WindowStore:
         """
         if not requests:
             return {}
+        if time.monotonic() < self._down_until:
+            raise redis.ConnectionError("window store marked down after a recent Redis error")
         ttl = settings.DETECTION_STATE_TTL_SEC
         cap = settings.DETECTION_STATE_MAX_EVENTS
         groups: dict[tuple[str, tuple[str, ...]], list] = {}
@@ -173,8 +185,13 @@ class WindowStore:
             self._script(
                 keys=[key + ":all", key + ":pending", key + ":values"], args=args, client=pipe
             )
+        try:
+            replies = pipe.execute()
+        except redis.RedisError:
+            self._down_until = time.monotonic() + self.RETRY_AFTER_SEC
+            raise
         hits = {}
-        for name, reply in zip(groups, pipe.execute(), strict=True):
+        for name, reply in zip(groups, replies, strict=True):
             pairs = [m.decode() if isinstance(m, bytes) else m for m in reply[1:]]
             members, scores = pairs[0::2], [float(s) for s in pairs[1::2]]
             hits[name] = WindowHit(
