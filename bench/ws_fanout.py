@@ -53,6 +53,7 @@ FANOUTS = {
 }
 PASSWORD = "Bench-Passw0rd!x"
 MARK_BYTES = b'"message":"bench '
+DRAIN_QUIET_SEC, DRAIN_MAX_SEC = 3, 20
 WARMUP_EVENT = {
     "computer": "BENCH-01",
     "event_code": 1000,
@@ -157,7 +158,7 @@ class LiteClient(asyncio.Protocol):
             self.sink.append((int(seq), now - float(sent)))
 
 
-async def _client_main(urls, stuck: int, ready, go, results, drain_until) -> None:
+async def _client_main(urls, stuck, ready, go, results, drain_until, progress, slot) -> None:
     loop = asyncio.get_running_loop()
     arrivals: list[list[tuple[int, float]]] = [[] for _ in urls]
     semaphore = asyncio.Semaphore(50)
@@ -187,14 +188,15 @@ async def _client_main(urls, stuck: int, ready, go, results, drain_until) -> Non
         await asyncio.sleep(0.05)
     cpu_start = time.process_time()
     while time.time() < drain_until.value or drain_until.value == 0:
-        await asyncio.sleep(0.1)
+        progress[slot] = sum(len(a) for a in arrivals)
+        await asyncio.sleep(0.2)
     results.put((time.process_time() - cpu_start, [arrivals[i] for i in range(stuck, len(urls))]))
     for client in clients:
         client.transport.abort()
 
 
-def client_process(urls, stuck, ready, go, results, drain_until) -> None:
-    asyncio.run(_client_main(urls, stuck, ready, go, results, drain_until))
+def client_process(urls, stuck, ready, go, results, drain_until, progress, slot) -> None:
+    asyncio.run(_client_main(urls, stuck, ready, go, results, drain_until, progress, slot))
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -259,13 +261,15 @@ def main(argv=None) -> dict:
         ctx = mp.get_context("spawn")
         ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
         drain_until = ctx.Value("d", 0.0)
+        progress = ctx.Array("q", args.client_procs, lock=False)
         shares = [urls[i :: args.client_procs] for i in range(args.client_procs)]
         stuck_shares = [args.stuck // args.client_procs] * args.client_procs
         stuck_shares[0] += args.stuck - sum(stuck_shares)
         started = time.monotonic()
-        for share, stuck in zip(shares, stuck_shares, strict=True):
+        for slot, (share, stuck) in enumerate(zip(shares, stuck_shares, strict=True)):
             proc = ctx.Process(
-                target=client_process, args=(share, stuck, ready, go, results, drain_until)
+                target=client_process,
+                args=(share, stuck, ready, go, results, drain_until, progress, slot),
             )
             proc.start()
             procs.append(proc)
@@ -294,7 +298,21 @@ def main(argv=None) -> dict:
             create_events([{**WARMUP_EVENT, "message": f"bench {seq} {began:.6f}"}])
             write_ms.append((time.time() - began) * 1000)
         t_end = time.time()
-        drain_until.value = time.time() + 3
+        # Drain: until everything arrived, or nothing new for DRAIN_QUIET_SEC (what is still
+        # missing then counts as lost), at most DRAIN_MAX_SEC.
+        expected_total = writes * (args.clients - args.stuck)
+        drain_until.value = time.time() + DRAIN_MAX_SEC
+        last, quiet_since = -1, time.time()
+        while time.time() < drain_until.value - 0.5:
+            time.sleep(0.25)
+            seen = sum(progress)
+            if seen >= expected_total:
+                break
+            if seen != last:
+                last, quiet_since = seen, time.time()
+            elif time.time() - quiet_since > DRAIN_QUIET_SEC:
+                break
+        drain_until.value = time.time()
         per_proc = [results.get(timeout=60) for _ in procs]
         cpu_used = cpu_seconds(pids) - cpu_start
         rss_end = rss(pids)

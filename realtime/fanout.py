@@ -93,6 +93,9 @@ class Hub:
                         if isinstance(channel, bytes):
                             channel = channel.decode()
                         await self._dispatch(names.get(channel), message["data"])
+                        # Let the server flush sockets between messages: bursts stay short
+                        # in its buffers, and slow-client detection sees real backlog only.
+                        await asyncio.sleep(0)
             except (redis.RedisError, OSError) as exc:
                 if self.subscribed.is_set():
                     logger.warning("Real-time subscription lost (%r); reconnecting", exc)

@@ -11,10 +11,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (Django must be set up first)
 
+from realtime import backpressure  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 from siem.logging import redact_daphne_access_log  # noqa: E402
 
 # daphne writes its access log straight to a stream, with the query string of HTTP requests.
 redact_daphne_access_log()
+# daphne buffers without limit what is written to a socket that stopped reading.
+backpressure.install()
 
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})

@@ -260,6 +260,10 @@ if REALTIME_PRESENCE_REFRESH_SEC >= REALTIME_PRESENCE_TTL_SEC:
 REALTIME_SESSION_RECHECK_SEC = env_int("REALTIME_SESSION_RECHECK_SEC", 30, minimum=1)
 # How broadcasts reach sockets (measured in docs/performance.md "Real-time fan-out"): `hub`
 # (one Redis subscription per server process) or `layer` (Channels groups on CHANNEL_LAYERS).
+# A socket whose unsent backlog stays above this many bytes for REALTIME_SLOW_CLIENT_SEC (or
+# passes 16 times it) is closed with 4008 (realtime/backpressure.py); 0 disables the check.
+REALTIME_MAX_BUFFER_BYTES = env_int("REALTIME_MAX_BUFFER_BYTES", 512 * 1024, minimum=0)
+REALTIME_SLOW_CLIENT_SEC = env_int("REALTIME_SLOW_CLIENT_SEC", 10, minimum=1)
 REALTIME_FANOUT = env_str("REALTIME_FANOUT", "hub").strip().lower()
 if REALTIME_FANOUT not in {"hub", "layer"}:
     raise ImproperlyConfigured(f"REALTIME_FANOUT: expected hub or layer, got {REALTIME_FANOUT!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import httpx
@@ -284,3 +285,67 @@ def test_two_processes_deliver_exactly_count_across_and_revoke(cluster, settings
             assert secret not in log
         assert "token=" not in log
         assert "?" not in "".join(line for line in log.splitlines() if "WSCONNECT" in line)
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_the_others_miss_nothing(
+    tmp_path_factory, settings
+):
+    """Slow-client protection: daphne's buffer for a socket is bounded (4008, then abort)."""
+    cluster = Cluster(
+        tmp_path_factory.mktemp("ws-slow"),
+        [8203],
+        {"REALTIME_MAX_BUFFER_BYTES": "65536", "REALTIME_SLOW_CLIENT_SEC": "1"},
+    )
+    cluster.prepare(PASSWORD)
+    cluster.start_all()
+    settings.REDIS_KEY_PREFIX = cluster.prefix
+    manager = get_connection_manager()
+    token = login(8203, "admin")
+    bulky = "x" * 20_000  # 600 messages of ~20 KB: far more than the kernel buffers hold
+    total = 600
+
+    async def scenario():
+        healthy = await Listener(8203, "notifications", token).open()
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no receive autotuning
+        raw.connect(("127.0.0.1", 8203))
+        stuck = await websockets.connect(healthy.url, sock=raw, max_size=None, max_queue=None)
+        assert json.loads(await stuck.recv())["type"] == "connection"
+        stuck.transport.pause_reading()  # a frozen tab
+        assert manager.get_channel_count("notifications") == 2
+        for i in range(total):
+            await manager.broadcast_notification(
+                {
+                    "event_id": i,
+                    "computer": "DC-01",
+                    "ai_score": 90,
+                    "ai_category": "intrusion",
+                    "ai_description": bulky,
+                    "message": f"burst {i}",
+                },
+                severity="high",
+            )
+            if i % 10 == 9:
+                await asyncio.sleep(0.05)  # a steady stream over ~3 s, not one burst
+        assert await until(lambda: len(healthy.messages) >= total, 60), len(healthy.messages)
+        assert [m["data"]["event_id"] for m in healthy.messages] == list(range(total))
+        assert await until(lambda: manager.get_channel_count("notifications") == 1, 30)
+        stuck.transport.resume_reading()
+        try:
+            while True:
+                await asyncio.wait_for(stuck.recv(), 10)
+        except ConnectionClosed:
+            pass
+        await healthy.ws.close()
+        return stuck.close_code
+
+    try:
+        code = run(scenario())
+    finally:
+        cluster.stop_all()
+    # 4008 if the close frame got through before the abort, 1006 (no close frame) otherwise.
+    assert code in (4008, 1006)
+    log = cluster.log(8203)
+    assert "Closing a WebSocket that stopped reading" in log
+    assert "(close 4008)" in log
+    assert "Client disconnected from channel 'notifications' (remaining: 1)" in log
