@@ -210,9 +210,9 @@ class Engine:
                 for correlation in rule.correlations:
                     if correlation.rule_id in config.sigma_disabled:
                         continue
-                    group = tuple(view.first(name) for name in correlation.group_by)
-                    if not all(group):
-                        continue  # a missing group-by field never groups (as in Sigma)
+                    group = tuple(view.value(name) for name in correlation.group_by)
+                    if None in group:
+                        continue  # a missing group-by field never groups; "-" is a value
                     spec = WindowSpec(
                         correlation.window_seconds,
                         correlation.threshold,

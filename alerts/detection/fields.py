@@ -129,6 +129,11 @@ class FieldView:
     def get(self, name: str) -> tuple[str, ...] | None:
         return self.lower.get(name)
 
+    def value(self, name: str) -> str | None:
+        """The lower-cased value of a field as recorded (placeholders included), or None."""
+        values = self.lower.get(name)
+        return values[0] if values else None
+
     def first(self, *names: str) -> str:
         """The first real (non-placeholder) lower-cased value of these fields, or ''."""
         for name in names:
