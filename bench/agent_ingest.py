@@ -94,7 +94,9 @@ def stored_events(args) -> int:
 
 
 def run_manage(env: dict[str, str], *argv: str) -> None:
-    subprocess.run([PYTHON, "manage.py", *argv], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [PYTHON, "manage.py", *argv], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def start_servers(args, env) -> tuple[list[subprocess.Popen], socket.socket]:
