@@ -2,9 +2,10 @@
 
 - `FakeLLM`: a loopback HTTP server speaking the OpenAI chat-completions protocol, so the real
   `openai` client is exercised end to end; a test scripts its answers with `behaviour`.
-- `broadcasts(groups, action)`: runs `action` (sync, DB allowed) while real channel-layer
-  receivers listen on real Redis, and returns exactly what each group received (a sentinel sent
-  after the action marks the end, so "nothing else" is asserted without sleeping).
+- `broadcasts(groups, action)`: runs `action` (sync, DB allowed) while a listener subscribed on
+  the real Redis where server processes listen, and returns exactly what each channel received
+  (a sentinel sent after the action marks the end, so "nothing else" is asserted without
+  sleeping).
 """
 
 from __future__ import annotations
@@ -144,23 +145,76 @@ _SENTINEL = {"type": "test.sentinel"}
 
 
 def broadcasts(groups: list[str], action: Callable[[], Any], timeout: float = 10.0):
-    """Run `action()` with receivers on `groups` (channel names: "notifications", ...).
+    """Run `action()` while listening on the real Redis to what reaches `groups`.
 
-    On-commit callbacks queued by the action run as its transaction commits (the test's
-    atomic block is simulated like django_capture_on_commit_callbacks(execute=True)).
+    `groups` are channel names ("notifications", "dashboard", ...). The listener subscribes
+    where the server processes themselves listen: the per-channel Redis pub/sub channel of the
+    fan-out hub (REALTIME_FANOUT=hub, the default), or the channel-layer group otherwise.
+    It adds no WebSocket client, so presence counts are untouched. On-commit callbacks queued
+    by the action run as its transaction commits (like django_capture_on_commit_callbacks).
     Returns (result, {group: [messages...]}); every message is checked against the schema.
     """
+    from realtime.manager import fanout_mode
+
+    if fanout_mode() == "hub":
+        return _hub_broadcasts(groups, action, timeout)
+    return _layer_broadcasts(groups, action, timeout)
+
+
+def _run_and_commit(action: Callable[[], Any]):
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return action()
+
+
+def _hub_broadcasts(groups: list[str], action: Callable[[], Any], timeout: float):
+    import redis
+    from django.conf import settings
+
+    from realtime.fanout import redis_channel
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub()
+    names = {redis_channel(group): group for group in groups}
+    pubsub.subscribe(*names)
+    confirmed = 0
+    while confirmed < len(names):  # subscriptions are live before the action runs
+        reply = pubsub.get_message(timeout=timeout)
+        assert reply is not None, "Redis did not confirm the subscription"
+        confirmed += reply["type"] == "subscribe"
+    try:
+        result = _run_and_commit(action)
+        # Published after every broadcast of the action completed: it arrives last.
+        for name in names:
+            client.publish(name, json.dumps(_SENTINEL))
+        received: dict[str, list[dict]] = {group: [] for group in groups}
+        open_groups = set(groups)
+        deadline = time.monotonic() + timeout
+        while open_groups:
+            assert time.monotonic() < deadline, f"no sentinel on {open_groups}: {received}"
+            reply = pubsub.get_message(timeout=0.5)
+            if reply is None or reply["type"] != "message":
+                continue
+            group = names[reply["channel"].decode()]
+            message = json.loads(reply["data"])
+            if message == _SENTINEL:
+                open_groups.discard(group)
+            else:
+                received[group].append(check(message))
+        return result, received
+    finally:
+        pubsub.close()
+        client.close()
+
+
+def _layer_broadcasts(groups: list[str], action: Callable[[], Any], timeout: float):
     from asgiref.sync import async_to_sync, sync_to_async
     from channels.layers import get_channel_layer
-    from django.test import TestCase
 
     from realtime.manager import group_name
 
     layer = get_channel_layer()
-
-    def run_and_commit():
-        with TestCase.captureOnCommitCallbacks(execute=True):
-            return action()
 
     async def scenario():
         channels = {}
@@ -168,10 +222,9 @@ def broadcasts(groups: list[str], action: Callable[[], Any], timeout: float = 10
             channels[group] = await layer.new_channel()
             await layer.group_add(group_name(group), channels[group])
         try:
-            result = await sync_to_async(run_and_commit)()
+            result = await sync_to_async(_run_and_commit)(action)
             received: dict[str, list[dict]] = {}
             for group, channel in channels.items():
-                # Published after every broadcast of the action completed: it arrives last.
                 await layer.group_send(group_name(group), _SENTINEL)
                 messages = []
                 while True:
