@@ -33,6 +33,7 @@ import os
 import re
 import secrets
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -207,6 +208,16 @@ def _cell(value):
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
+def redis_rtt_ms(client) -> float:
+    """Window updates and broadcasts are Redis round trips: report what one costs right now."""
+    samples = []
+    for _ in range(50):
+        started = time.perf_counter()
+        client.ping()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
 def main() -> None:
     args = parse_args()
     if args.cpu >= 0:
@@ -220,6 +231,7 @@ def main() -> None:
         from alerts.detection.windows import default_client
 
         engine = get_engine()
+        print(f"Redis round trip (median of 50 PINGs): {redis_rtt_ms(default_client()):.2f} ms")
         print(
             f"rules: {len(engine.sigma.rules)} Sigma + {len(engine.sigma.correlations)} Sigma "
             f"correlation + {len(engine.builtin)} built-in; batch {args.batch}; "

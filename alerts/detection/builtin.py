@@ -49,7 +49,7 @@ def _host(view: FieldView) -> str:
 
 
 def _is(view: FieldView, name: str, *values: str) -> bool:
-    return any(v in values for v in view.lower.get(name, ()))
+    return any(v in values for v in view.get(name) or ())
 
 
 def _machine_account(name: str) -> bool:
@@ -129,7 +129,7 @@ REPLICATION_GUIDS = (
 
 
 def _dcsync(view: FieldView) -> bool:
-    properties = " ".join(view.lower.get("properties", ()))
+    properties = " ".join(view.get("properties") or ())
     if not any(guid in properties for guid in REPLICATION_GUIDS):
         return False
     subject = view.first("subjectusername")

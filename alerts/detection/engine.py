@@ -30,13 +30,14 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from alerts.detection.builtin import BUILTIN_RULES, BuiltinRule
 from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.fields import FieldView, event_view, remote_source
 from alerts.detection.sigma import CompiledRule, SigmaRuleSet, load_rules
 from alerts.detection.windows import WindowSpec, WindowStore
+from alerts.services import raise_or_repeat
 
 logger = logging.getLogger(__name__)
 
@@ -272,27 +273,28 @@ class Engine:
 
     @staticmethod
     def raise_alerts(findings: list[Finding]) -> None:
-        from alerts.services import raise_or_repeat
-
+        """Step 4. One transaction per micro-batch: one commit instead of one per alert, and
+        the alerts locked in key order, so two workers repeating the same alerts never deadlock."""
         window = timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC)
-        for finding in findings:
-            raise_or_repeat(
-                dedup_key=finding.dedup_key,
-                events=finding.event_ids,
-                seen_at=finding.last_seen,
-                first_seen=finding.first_seen,
-                count=finding.count,
-                dedup_window=window,
-                link_limit=settings.DETECTION_ALERT_MAX_EVENTS,
-                title=finding.title,
-                severity=finding.severity,
-                category=finding.category,
-                hostname=finding.hostname,
-                source="rule",
-                rule_id=finding.rule_id,
-                mitre_techniques=finding.techniques,
-                description=finding.description,
-            )
+        with transaction.atomic():
+            for finding in sorted(findings, key=lambda f: f.dedup_key):
+                raise_or_repeat(
+                    dedup_key=finding.dedup_key,
+                    events=finding.event_ids,
+                    seen_at=finding.last_seen,
+                    first_seen=finding.first_seen,
+                    count=finding.count,
+                    dedup_window=window,
+                    link_limit=settings.DETECTION_ALERT_MAX_EVENTS,
+                    title=finding.title,
+                    severity=finding.severity,
+                    category=finding.category,
+                    hostname=finding.hostname,
+                    source="rule",
+                    rule_id=finding.rule_id,
+                    mitre_techniques=finding.techniques,
+                    description=finding.description,
+                )
 
 
 def _ts(event) -> datetime:

@@ -73,8 +73,6 @@ FIELD_ALIASES = {"accesses": "accesslist"}
 _TOKEN = re.compile(r"%%\d+")
 PLACEHOLDERS = frozenset({"", "-"})
 
-Fields = dict[str, tuple[str, ...]]
-
 
 def _expand_tokens(text: str) -> str:
     return _TOKEN.sub(lambda m: MESSAGE_TOKENS.get(m.group(0), m.group(0)), text)
@@ -103,41 +101,76 @@ def _alternatives(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 class FieldView:
-    """The normalized fields of one event (built once, shared by every rule)."""
+    """The normalized fields of one event, shared by every rule.
 
-    __slots__ = ("event", "lower", "original")
+    Values are normalized on first use and cached: a rule reads a handful of an event's fields,
+    so building the whole view up front would cost more than the matching.
+    """
+
+    __slots__ = ("event", "_fields", "_names", "_cache")
 
     def __init__(self, event, fields: dict[str, Any]) -> None:
         self.event = event
-        self.lower: Fields = {}
-        self.original: Fields = {}
-        for name, value in fields.items():
-            text = _text(value)
-            if text is None:
-                continue
-            key = name.lower()
-            low, orig = _alternatives(text)
-            if key in self.lower:  # ProcessID / ProcessId: keep both values
-                low, orig = self.lower[key] + low, self.original[key] + orig
-            self.lower[key] = low
-            self.original[key] = orig
-        for alias, name in FIELD_ALIASES.items():
-            if alias not in self.lower and name in self.lower:
-                self.lower[alias] = self.lower[name]
-                self.original[alias] = self.original[name]
+        self._fields = fields
+        self._names: dict[str, list[str]] | None = None  # lower-case name → names as recorded
+        self._cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+
+    def _entry(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
+        names = self._names
+        if names is None:
+            names = self._names = {}
+            for recorded in self._fields:
+                names.setdefault(recorded.lower(), []).append(recorded)
+        sources = names.get(name)
+        if sources is None and name in FIELD_ALIASES:
+            sources = names.get(FIELD_ALIASES[name])
+        entry = None
+        if sources:
+            low: tuple[str, ...] = ()
+            orig: tuple[str, ...] = ()
+            for recorded in sources:  # ProcessID / ProcessId: keep both values
+                text = _text(self._fields[recorded])
+                if text is not None:
+                    more_low, more_orig = _alternatives(text)
+                    low, orig = low + more_low, orig + more_orig
+            entry = (low, orig) if low else None
+        self._cache[name] = entry
+        return entry
 
     def get(self, name: str) -> tuple[str, ...] | None:
-        return self.lower.get(name)
+        """Lower-cased alternatives of a field (lower-case name), None if it has no value."""
+        entry = self._entry(name)
+        return entry[0] if entry else None
+
+    def get_original(self, name: str) -> tuple[str, ...]:
+        """The same, stripped but not lower-cased (regular expressions, `|cased`)."""
+        entry = self._entry(name)
+        return entry[1] if entry else ()
+
+    def has(self, name: str) -> bool:
+        return self._entry(name) is not None
+
+    def all_values(self):
+        """Every field's lower-cased alternatives (keyword rules search them all)."""
+        self._entry("")  # builds the name index
+        for name in list(self._names or ()):
+            values = self.get(name)
+            if values:
+                yield values
 
     def value(self, name: str) -> str | None:
         """The lower-cased value of a field as recorded (placeholders included), or None."""
-        values = self.lower.get(name)
+        values = self.get(name)
         return values[0] if values else None
 
     def first(self, *names: str) -> str:
         """The first real (non-placeholder) lower-cased value of these fields, or ''."""
         for name in names:
-            for value in self.lower.get(name, ()):
+            for value in self.get(name) or ():
                 if value not in PLACEHOLDERS:
                     return value
         return ""

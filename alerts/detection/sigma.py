@@ -135,7 +135,7 @@ def _plain(value: SigmaString) -> str:
 
 def _on_lower(name: str, test: Callable[[str], bool]) -> Matcher:
     def match(view: FieldView) -> bool:
-        values = view.lower.get(name)
+        values = view.get(name)
         if values is None:
             return False
         for value in values:
@@ -148,7 +148,7 @@ def _on_lower(name: str, test: Callable[[str], bool]) -> Matcher:
 
 def _on_original(name: str, test: Callable[[str], bool]) -> Matcher:
     def match(view: FieldView) -> bool:
-        for value in view.original.get(name, ()):
+        for value in view.get_original(name):
             if test(value):
                 return True
         return False
@@ -158,7 +158,7 @@ def _on_original(name: str, test: Callable[[str], bool]) -> Matcher:
 
 def _equals(name: str, text: str) -> Matcher:
     def match(view: FieldView) -> bool:
-        values = view.lower.get(name)
+        values = view.get(name)
         return values is not None and text in values
 
     return match
@@ -215,7 +215,7 @@ def _field_matcher(name: str, value) -> Matcher:  # noqa: C901 - one branch per 
     if isinstance(value, SigmaNull):
 
         def is_null(view: FieldView) -> bool:
-            values = view.lower.get(name)
+            values = view.get(name)
             return values is None or all(v in PLACEHOLDERS for v in values)
 
         return is_null
@@ -237,12 +237,12 @@ def _field_matcher(name: str, value) -> Matcher:  # noqa: C901 - one branch per 
         return _on_lower(name, compare)
     if isinstance(value, SigmaExists):
         wanted = value.exists
-        return lambda view: (name in view.lower) == wanted
+        return lambda view: view.has(name) == wanted
     if isinstance(value, SigmaFieldReference):
         other = value.field.lower()
 
         def same(view: FieldView) -> bool:
-            mine, theirs = view.lower.get(name), view.lower.get(other)
+            mine, theirs = view.get(name), view.get(other)
             return bool(mine and theirs and set(mine) & set(theirs))
 
         return same
@@ -260,7 +260,7 @@ def _keyword(value) -> Matcher:
     )
 
     def match(view: FieldView) -> bool:
-        for values in view.lower.values():
+        for values in view.all_values():
             for v in values:
                 if test(v):
                     return True
@@ -356,7 +356,7 @@ class CompiledRule:
 
     def applies(self, view: FieldView) -> bool:
         if self.channel is not None:
-            channel = view.lower.get("channel")
+            channel = view.get("channel")
             if channel is not None and self.channel not in channel:
                 return False
         return self.match(view)
