@@ -74,6 +74,7 @@ def sign_in(page: Page, server: LiveServer, username: str = "analyst") -> None:
     page.click("#signin-submit")
     expect(page.locator("#app")).to_be_visible(timeout=WAIT)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT)
+    expect(page.locator("#app")).to_have_attribute("data-snapshot", "loaded", timeout=WAIT)
 
 
 def unique(text: str) -> str:

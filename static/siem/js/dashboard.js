@@ -112,12 +112,20 @@ async function startDashboard() {
   $('app').hidden = false;
   chart.draw();
   // Subscribe first, then fetch: whatever happens while the snapshot loads arrives on the
-  // socket and is merged by id, so nothing falls between the snapshot and the stream.
+  // socket and is merged by id, so nothing falls between the snapshot and the stream. A socket
+  // that cannot connect must not keep the panels empty, hence the time limit.
+  let subscribed;
+  const firstLive = new Promise((resolve) => {
+    subscribed = resolve;
+  });
   live = new LiveConnection({
     path: WS_PATH,
     credential: wsCredential,
     onMessage: handleMessage,
-    onState: showConnection,
+    onState: (state) => {
+      if (state.state === 'live') subscribed();
+      showConnection(state);
+    },
     onAuthLost: (reason) => {
       signOutLocally(`The live connection was refused (${reason}). Please sign in again.`);
       return false;
@@ -125,6 +133,7 @@ async function startDashboard() {
     onGap: () => loadSnapshot(),
   });
   live.start();
+  await Promise.race([firstLive, new Promise((resolve) => setTimeout(resolve, 3000))]);
   await loadSnapshot();
 }
 
@@ -145,6 +154,7 @@ async function wsCredential() {
 
 /** Load (or after a gap, reload) every panel over REST; a failing call shows its reason. */
 async function loadSnapshot() {
+  $('app').dataset.snapshot = 'loading';
   const tasks = [
     ['statistics', () => api.get('/dashboard/statistics/'), (stats) => counters.set(stats)],
     ['alerts', () => api.get('/alerts/?page_size=100'), (page) => alerts.load(listOf(page))],
@@ -163,6 +173,7 @@ async function loadSnapshot() {
       toast({ kind: 'error', title: `Could not load ${name}`, body: err.message, timeoutMs: 15000 });
     }
   }));
+  $('app').dataset.snapshot = 'loaded';
 }
 
 /** Events per minute of the chart's window, counted by the API (a few requests at a time). */
