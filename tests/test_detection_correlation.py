@@ -339,3 +339,32 @@ def test_two_workers_feeding_halves_of_a_burst_neither_miss_nor_double(settings)
 
 def test_detection_of_an_empty_batch_does_nothing():
     assert detect_events([]) == {}
+
+
+def test_the_window_store_counts_a_retried_event_once_and_reports_it_once():
+    forget_windows()
+    store = WindowStore(redis.Redis.from_url(django_settings.REDIS_URL))
+    spec = WindowSpec(60, 3)
+    first = store.update([("t", ("g",), spec, i, 100.0 + i, "") for i in (1, 2)])
+    assert first[("t", ("g",))].reported == []
+    again = store.update([("t", ("g",), spec, 2, 102.0, "")])  # an agent retry of event 2
+    assert (again[("t", ("g",))].metric, again[("t", ("g",))].reported) == (2, [])
+    fired = store.update([("t", ("g",), spec, 3, 103.0, ""), ("t", ("g",), spec, 3, 103.0, "")])
+    assert sorted(fired[("t", ("g",))].reported) == [1, 2, 3]
+    later = store.update([("t", ("g",), spec, 4, 104.0, "")])
+    assert later[("t", ("g",))].reported == [4]
+    forget_windows()
+
+
+def test_distinct_windows_count_values_not_events():
+    forget_windows()
+    store = WindowStore(redis.Redis.from_url(django_settings.REDIS_URL))
+    spec = WindowSpec(600, 3, distinct=True)
+    same = store.update([("s", ("ip",), spec, i, 10.0 + i, "alice") for i in range(10)])
+    assert (same[("s", ("ip",))].metric, same[("s", ("ip",))].reported) == (1, [])
+    more = store.update(
+        [("s", ("ip",), spec, 10, 30.0, "bob"), ("s", ("ip",), spec, 11, 31.0, "carol")]
+    )
+    assert more[("s", ("ip",))].metric == 3
+    assert sorted(more[("s", ("ip",))].reported) == list(range(12))
+    forget_windows()
