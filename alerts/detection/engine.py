@@ -265,7 +265,7 @@ class Engine:
                 severity=severity,
                 category=rule.category,
                 techniques=list(rule.techniques),
-                description=rule.description,
+                description=f"{rule.description}\n\nKey: {' / '.join(group)}".strip(),
                 hostname=view.event.computer,
                 group=group,
             )
