@@ -40,11 +40,37 @@ class LimitedJSONParser(BaseParser):
             raise _too_large(limit)
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(body.decode(encoding), parse_constant=_reject_constant)
+            data = json.loads(body.decode(encoding), parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
         except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply") from None
+            pass  # deeper than Python can even parse: over the limit too
+        else:
+            if not _too_deep(data, MAX_JSON_DEPTH):
+                return data
+        raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+# Real records nest a handful of levels; a limit keeps every recursive walk of the data
+# (validation, NUL checks, the database adapters) far from Python's recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+def _too_deep(data, limit: int) -> bool:
+    """True if arrays/objects nest deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _reject_constant(name: str):

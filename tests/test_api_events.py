@@ -137,6 +137,21 @@ def test_malformed_json_is_a_400_not_a_500(clients, body):
     assert "JSON parse error" in response.json()["detail"]
 
 
+def nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+# The event object is level 1 (2 inside a bulk array), its raw object level 2 (3).
+@pytest.mark.parametrize(("depth", "status"), [(10, 201), (62, 201), (70, 400), (5000, 400)])
+def test_raw_nesting_is_limited_with_a_400_never_a_recursion_500(clients, depth, status):
+    item = json.dumps(event(raw={})).replace('"raw": {}', f'"raw": {nested(depth)}')
+    for url, body in (("/api/v1/events/", item), ("/api/v1/events/bulk/", f"[{item}]")):
+        response = clients["admin"].post(url, body, content_type="application/json")
+        assert response.status_code == status
+        if status == 400:
+            assert "nested deeper than 64 levels" in response.json()["detail"]
+
+
 def test_a_body_that_is_not_json_is_415(clients):
     response = clients["admin"].post("/api/v1/events/", "computer=WS", content_type="text/plain")
     assert response.status_code == 415

@@ -35,14 +35,14 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-def _has_nul(value: Any, depth: int = 0) -> bool:
+def _has_nul(value: Any) -> bool:
     """NUL characters anywhere in a JSON value (PostgreSQL text and jsonb cannot store them)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v, depth + 1) for k, v in value.items())
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v, depth + 1) for v in value)
+        return any(_has_nul(v) for v in value)
     return False
 
 
