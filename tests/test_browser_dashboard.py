@@ -54,12 +54,17 @@ def open_page(browser):
         contexts.append(context)
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Our own Content-Security-Policy must never have to block anything the page does.
+        page.on(
+            "console",
+            lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text),
+        )
         return page
 
     yield make
     for context in contexts:
         context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert errors == [], f"JavaScript or CSP errors on the page: {errors}"
 
 
 @pytest.fixture(scope="module")
