@@ -9,6 +9,8 @@ and a worker that dies or a provider that is down never loses an event:
 - processing → pending     attempt failed; retried after AI_RETRY_BACKOFF_SEC·2^(attempts-1)
 - processing → failed      AI_RETRY_ATTEMPTS attempts failed; reason in ai_error; re-runnable
 - processing → pending     claim older than AI_CLAIM_TIMEOUT_SEC (the worker died): an attempt
+- failed     → pending     the provider answers again: events that failed only because it was
+                           down are put back automatically (run_batch, steps 3 and 5)
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from django.utils import timezone
 
 from events.ai import Provider, ProviderError, get_provider
 from events.models import AnalysisStatus, SecurityEvent
-from events.services import apply_analysis, record_analysis_failure
+from events.services import (
+    AI_OUTAGE_PREFIX,
+    apply_analysis,
+    record_analysis_failure,
+    requeue_failed_analyses,
+)
 
 logger = logging.getLogger("events.analysis")
 
@@ -35,6 +42,7 @@ class BatchResult:
     requeued: int = 0
     failed: int = 0
     reclaimed: int = 0
+    revived: int = 0
     error: str = ""
     event_ids: list[int] = field(default_factory=list)
 
@@ -45,6 +53,7 @@ class BatchResult:
             "requeued": self.requeued,
             "failed": self.failed,
             "reclaimed": self.reclaimed,
+            "revived": self.revived,
             "error": self.error,
         }
 
@@ -115,16 +124,45 @@ def claim_batch(
         .order_by("ai_attempts", "event_id")
         .values_list("pk", flat=True)[: limit * 2]
     )
+    return now, _claim(candidates, AnalysisStatus.PENDING, limit, now)
+
+
+def _claim(candidates: list[int], status: str, limit: int, now: datetime) -> list[SecurityEvent]:
     won: list[int] = []
     for pk in candidates:
         if len(won) >= limit:
             break
-        if SecurityEvent.objects.filter(pk=pk, ai_status=AnalysisStatus.PENDING).update(
+        if SecurityEvent.objects.filter(pk=pk, ai_status=status).update(
             ai_status=AnalysisStatus.PROCESSING, ai_claimed_at=now
         ):
             won.append(pk)
-    events = list(SecurityEvent.objects.filter(pk__in=won).order_by("event_id"))
-    return now, events
+    return list(SecurityEvent.objects.filter(pk__in=won).order_by("event_id"))
+
+
+def outage_probe_delay() -> timedelta:
+    """How long after their last attempt outage-failed events are tried again (as a probe)."""
+    return max(
+        retry_delay(settings.AI_RETRY_ATTEMPTS),
+        timedelta(seconds=settings.AI_PROCESS_INTERVAL_SEC),
+    )
+
+
+def claim_outage_probe(
+    limit: int, *, now: datetime | None = None, ignore_backoff: bool = False
+) -> tuple[datetime, list[SecurityEvent]]:
+    """Claim up to `limit` events that failed because the provider was down, to test it.
+
+    Only used when nothing is pending. Their attempts are not reset: a probe that fails again
+    sends them straight back to `failed`, one request per probe.
+    """
+    now = now or timezone.now()
+    rows = SecurityEvent.objects.filter(
+        ai_status=AnalysisStatus.FAILED, ai_error__startswith=AI_OUTAGE_PREFIX
+    )
+    if not ignore_backoff:
+        rows = rows.filter(ai_claimed_at__lte=now - outage_probe_delay())
+    candidates = list(rows.order_by("event_id").values_list("pk", flat=True)[: limit * 2])
+    return now, _claim(candidates, AnalysisStatus.FAILED, limit, now)
 
 
 def run_batch(
@@ -134,17 +172,27 @@ def run_batch(
     ignore_backoff: bool = False,
     now: datetime | None = None,
 ) -> BatchResult:
-    """One analyzer run: reclaim stale claims, claim a batch, analyze it, store the outcome.
+    """One analyzer run.
 
-    A provider error (down, timeout, HTTP 5xx, non-JSON answer) fails the attempt of every
-    claimed event; an event missing from an otherwise good answer fails alone. Nothing here
-    raises for a provider problem: the worker keeps running and the events keep their state.
+    1. Return claims of dead workers to the queue (reclaim_stale).
+    2. Claim up to `limit` pending events whose retry backoff has passed.
+    3. Nothing pending: claim, as a probe, events that failed only because the provider was
+       down, once `outage_probe_delay()` has passed since their last attempt.
+    4. One provider request for the batch; store each verdict under this run's claim. A
+       provider error (down, timeout, HTTP error, no JSON, misconfigured) fails the attempt of
+       every claimed event, marked AI_OUTAGE_PREFIX; an event missing from an otherwise good
+       answer fails alone.
+    5. The provider answered: every event failed by an outage goes back to `pending` with fresh
+       attempts, so an outage of any length ends with every event analyzed, unattended.
+
+    Nothing here raises for a provider problem: the worker keeps running, events keep state.
     """
     result = BatchResult()
     result.reclaimed = reclaim_stale(now)
-    claimed_at, events = claim_batch(
-        limit or settings.AI_BATCH_SIZE, now=now, ignore_backoff=ignore_backoff
-    )
+    limit = limit or settings.AI_BATCH_SIZE
+    claimed_at, events = claim_batch(limit, now=now, ignore_backoff=ignore_backoff)
+    if not events:
+        claimed_at, events = claim_outage_probe(limit, now=now, ignore_backoff=ignore_backoff)
     result.claimed = len(events)
     result.event_ids = [event.event_id for event in events]
     if not events:
@@ -174,7 +222,10 @@ def run_batch(
             logger.exception("Storing the AI verdict of event %s failed", event.event_id)
             missing.append(event.event_id)
     if missing:
-        reason = result.error or f"{name}: the answer had no usable verdict for this event"
+        if result.error:
+            reason = AI_OUTAGE_PREFIX + result.error
+        else:
+            reason = f"{name}: the answer had no usable verdict for this event"
         result.requeued, result.failed = record_analysis_failure(
             missing,
             reason,
@@ -182,6 +233,15 @@ def run_batch(
             max_attempts=max_attempts,
             now=now or timezone.now(),  # the backoff runs from the failure
         )
+    if result.analyzed and not result.error:
+        # The provider answers: events that failed only because it was down get a new chance.
+        result.revived = requeue_failed_analyses(outage_only=True)
+        if result.revived:
+            logger.info(
+                "AI provider %s answers again: %d event(s) failed during the outage requeued",
+                name,
+                result.revived,
+            )
     logger.info(
         "AI analyzer (%s): %d claimed, %d analyzed, %d to retry, %d failed",
         name,

@@ -243,11 +243,19 @@ def record_analysis_failure(
     return requeued, failed
 
 
-def requeue_failed_analyses(event_ids=None) -> int:
-    """Give failed events a fresh set of attempts (`analyze_events --retry-failed`)."""
+# ai_error of attempts that failed because the provider itself failed (down, timeout, HTTP
+# error, no JSON, misconfigured), as opposed to one event missing from a good answer.
+AI_OUTAGE_PREFIX = "provider unavailable: "
+
+
+def requeue_failed_analyses(event_ids=None, *, outage_only: bool = False) -> int:
+    """Give failed events a fresh set of attempts (`analyze_events --retry-failed`, or the
+    analyzer itself once the provider answers again, for events failed by an outage)."""
     rows = SecurityEvent.objects.filter(ai_status=AnalysisStatus.FAILED)
     if event_ids is not None:
         rows = rows.filter(pk__in=list(event_ids))
+    if outage_only:
+        rows = rows.filter(ai_error__startswith=AI_OUTAGE_PREFIX)
     return rows.update(
         ai_status=AnalysisStatus.PENDING, ai_attempts=0, ai_claimed_at=None, ai_analyzed_at=None
     )

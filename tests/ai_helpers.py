@@ -243,3 +243,8 @@ def _layer_broadcasts(groups: list[str], action: Callable[[], Any], timeout: flo
                 await layer.group_discard(group_name(group), channel)
 
     return async_to_sync(scenario)()
+
+
+def content(messages: list[dict]) -> list[dict]:
+    """Messages without their per-channel sequence number, to compare across channels."""
+    return [{k: v for k, v in m.items() if k != "seq"} for m in messages]

@@ -394,3 +394,55 @@ def test_masking_copes_with_domain_qualified_names(settings, openai_provider):
     assert run_batch().analyzed == 1
     assert "alice" not in json.dumps(openai_provider.requests[0].body)
     assert state(event).ai_description == "CORP\\alice ran whoami"
+
+
+def test_after_a_long_outage_the_analyzer_revives_failed_events_by_itself(
+    settings, openai_provider
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.AI_PROCESS_INTERVAL_SEC = 60
+    events = make_events(12)
+    openai_provider.behaviour = lambda body: Reply(status=500)
+    while run_batch().claimed:
+        pass
+    failed = SecurityEvent.objects.filter(ai_status=AnalysisStatus.FAILED)
+    assert failed.count() == 12
+    assert failed.first().ai_error.startswith("provider unavailable: openai: HTTP 500")
+
+    # Nothing pending: a probe of failed events, not before the probe delay, one request.
+    start = timezone.now()
+    assert run_batch(now=start).claimed == 0
+    requests_before = len(openai_provider.requests)
+    probe = run_batch(now=start + timedelta(seconds=61))
+    assert (probe.claimed, probe.failed, probe.revived) == (10, 10, 0)
+    assert len(openai_provider.requests) == requests_before + 1
+
+    # The provider is back: the next probe succeeds and brings every other event back.
+    openai_provider.behaviour = verdicts(lambda e: 33)
+    recovered = run_batch(now=start + timedelta(seconds=125))
+    assert (recovered.analyzed, recovered.revived) == (10, 2)
+    while run_batch().claimed:
+        pass
+    assert SecurityEvent.objects.filter(ai_status=AnalysisStatus.DONE).count() == len(events)
+
+
+def test_an_event_the_model_keeps_skipping_is_not_revived_automatically(openai_provider):
+    skipped, answered = make_events(2)
+
+    def skip_one(body):
+        good = verdicts(lambda e: 20)(body)
+        analyses = json.loads(good.content)["analyses"]
+        kept = [a for a in analyses if a["event_id"] != skipped.event_id]
+        return Reply(content=json.dumps({"analyses": kept}))
+
+    openai_provider.behaviour = skip_one
+    while run_batch().claimed:
+        pass
+
+    skipped = state(skipped)
+    assert skipped.ai_status == AnalysisStatus.FAILED and skipped.ai_attempts == 3
+    assert skipped.ai_error == "openai: the answer had no usable verdict for this event"
+    assert state(answered).ai_status == AnalysisStatus.DONE

@@ -13,7 +13,7 @@ from events.ai import Analysis
 from events.analysis import claim_batch, run_batch
 from events.models import AnalysisStatus, SecurityEvent
 from events.services import apply_analysis
-from tests.ai_helpers import FakeLLM, broadcasts, verdicts
+from tests.ai_helpers import FakeLLM, broadcasts, content, verdicts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,11 +69,11 @@ def test_scores_around_70_and_85_notify_and_alert_exactly_as_specified(llm):
         "message": "process on S-86",
     }
     # The dashboard gets the same notifications plus the alerts.
-    assert by_type(received["dashboard"], "notification") == notes
+    assert content(by_type(received["dashboard"], "notification")) == content(notes)
     created = by_type(received["alerts"], "alert")
     assert sorted(m["data"]["hostname"] for m in created) == ["S-100", "S-86"]
     assert all(m["action"] == "created" for m in created)
-    assert by_type(received["dashboard"], "alert") == created
+    assert content(by_type(received["dashboard"], "alert")) == content(created)
     # Exactly one alert per event above 85, from the AI, linked to its event.
     alerts = Alert.objects.order_by("hostname")
     assert [(a.hostname, a.source, a.dedup_key) for a in alerts] == [

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.models import Agent, AgentStatus
 from agents.services import heartbeat, register_agent
 from agents.tasks import mark_silent_agents_offline
-from tests.ai_helpers import broadcasts
+from tests.ai_helpers import broadcasts, content
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +30,7 @@ def test_a_silent_agent_goes_offline_once_and_a_heartbeat_brings_it_back(setting
     assert offline["data"]["hostname"] == "WS-SILENT"
     assert offline["data"]["status"] == "offline"
     assert offline["data"]["agent_id"] == str(silent.agent_id)
-    assert received["dashboard"] == [offline]
+    assert content(received["dashboard"]) == content([offline])
     assert Agent.objects.get(pk=talking.pk).status == AgentStatus.ONLINE
 
     # Safe to run twice: an agent already offline is not announced again.
