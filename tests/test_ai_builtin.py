@@ -240,3 +240,29 @@ def test_the_builtin_provider_runs_through_the_queue(settings):
         "builtin",
         "defense_evasion",
     )
+
+
+def test_the_celery_task_runs_a_batch_and_returns_a_json_summary(settings):
+    from events.tasks import analyze_pending_events
+
+    settings.AI_PROVIDER = "builtin"
+    settings.AI_BATCH_SIZE = 2
+    for record in records(ATTACKS, lambda r: r["EventID"] == 1102)[:3]:
+        stored(record)
+
+    summary = analyze_pending_events.apply().get()
+
+    assert json.loads(json.dumps(summary)) == summary
+    assert (summary["claimed"], summary["analyzed"], summary["error"]) == (2, 2, "")
+    assert SecurityEvent.objects.filter(ai_status=AnalysisStatus.PENDING).count() == 1
+
+
+def test_check_ai_provider_works_offline_with_the_builtin_analyzer():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("check_ai_provider", "--provider", "builtin", stdout=out)
+    assert "Checking builtin (offline rules" in out.getvalue()
+    assert "OK: answered in" in out.getvalue() and "category credential_access" in out.getvalue()
