@@ -23,14 +23,16 @@ import logging
 import time
 import uuid
 import weakref
+from urllib.parse import parse_qs
 
+import redis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from accounts.models import Session
-from realtime import messages, presence
+from realtime import history, messages, presence
 from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED
 from realtime.fanout import get_hub
 from realtime.manager import fanout_mode, group_name, session_group
@@ -41,6 +43,24 @@ CLOSE_TOKEN_REQUIRED = 4001
 CLOSE_INVALID_TOKEN = 4003
 CLOSE_UNKNOWN_CHANNEL = 4004
 CLOSE_UNAVAILABLE = 1011
+
+CLOSE_BAD_REQUEST = 4000
+INVALID_SINCE = "Invalid since: expected a non-negative integer"
+INVALID = -1
+
+
+def since_from_query(query_string: bytes | str) -> int | None:
+    """`?since=<seq>`: None when absent, INVALID when not a non-negative integer."""
+    if isinstance(query_string, bytes):
+        query_string = query_string.decode("latin-1")
+    values = parse_qs(query_string, keep_blank_values=True).get("since")
+    if not values:
+        return None
+    raw = values[0].strip()
+    if not raw.isdigit() or len(raw) > 18:
+        return INVALID
+    return int(raw)
+
 
 # Client input larger than this is not parsed (a ping is 4 or 16 bytes).
 MAX_CLIENT_MESSAGE = 1024
@@ -118,7 +138,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     _expiry: asyncio.TimerHandle | None = None
     _closing = False
     _hub = None
-    _early: list[str] | None = None  # messages that arrived before the `connection` message
+    # (text, seq) of broadcasts that arrived before the `connection` message and the replay
+    _early: list[tuple[str, int | None]] | None = None
+    last_seq: int | None = None  # the last `seq` this socket was sent
 
     @property
     def channel_layer_alias(self) -> str:
@@ -137,6 +159,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if channel not in messages.CHANNELS:
             await self._refuse("Unknown channel", CLOSE_UNKNOWN_CHANNEL)
             return
+        since = since_from_query(self.scope.get("query_string", b""))
+        if since == INVALID:
+            await self._refuse(INVALID_SINCE, CLOSE_BAD_REQUEST)
+            return
         identity = self.scope["token_identity"]
         self.jti = identity.jti
         self.username = identity.user.get_username()
@@ -153,10 +179,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
             return
         total = await presence.join(channel, self.member)
-        await self.send(text_data=json.dumps(messages.connection(channel)))
-        early, self._early = self._early, None
-        for text in early:
-            await self.deliver(text)
+        await self._greet_and_replay(channel, since)
         logger.info("Client connected to channel '%s' (total: %d)", channel, total)
         _watch().add(self)
         self._schedule_expiry(identity.session.expires_at.timestamp())
@@ -188,16 +211,58 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._send_json(messages.error(UNSUPPORTED))
 
     # --- group messages ------------------------------------------------------------------
+    async def _greet_and_replay(self, channel: str, since: int | None) -> None:
+        """`connection`, then (with `?since=`) what was missed, then what arrived meanwhile.
+
+        Live messages are held in `_early` from the moment the socket is subscribed, so the
+        replay and the live stream overlap; `seq` removes the overlap: no gap, no duplicate.
+        """
+        latest = None
+        replayed: list[tuple[int, str]] = []
+        complete = False  # `layer` mode keeps no history: a `since` always needs a resync
+        if self._hub is not None:
+            try:
+                if since is None:
+                    latest = await history.current(channel)
+                else:
+                    complete, replayed, latest = await history.replay(channel, since)
+            except (redis.RedisError, OSError):
+                complete, latest = False, None
+        await self._send_json({**messages.connection(channel), "seq": latest or 0})
+        if since is not None:
+            if not complete:
+                await self._send_json(messages.resync_required(channel, since, latest))
+                self.last_seq = latest
+            else:
+                self.last_seq = since
+                for seq, text in replayed:
+                    await self._send_frame({"type": "websocket.send", "text": text}, seq)
+        elif latest is not None:
+            self.last_seq = latest
+        while self._early:
+            text, seq = self._early.pop(0)
+            await self._send_frame({"type": "websocket.send", "text": text}, seq)
+        self._early = None
+
     async def deliver(self, text: str) -> None:
         """Write one broadcast (already JSON text) to this socket."""
         await self.deliver_frame({"type": "websocket.send", "text": text})
 
-    async def deliver_frame(self, frame: dict) -> None:
+    async def deliver_frame(self, frame: dict, seq: int | None = None) -> None:
         """The hub's fast path: the same ASGI `websocket.send` message for every socket."""
         if self._early is not None:
-            self._early.append(frame["text"])
-        elif self.channel is not None and not self._closing:
-            await self.base_send(frame)
+            self._early.append((frame["text"], seq))
+        else:
+            await self._send_frame(frame, seq)
+
+    async def _send_frame(self, frame: dict, seq: int | None) -> None:
+        if self.channel is None or self._closing:
+            return
+        if seq is not None:
+            if self.last_seq is not None and seq <= self.last_seq:
+                return  # already sent by the replay
+            self.last_seq = seq
+        await self.base_send(frame)
 
     async def broadcast(self, event) -> None:
         """`layer` mode: a group message from the manager; `text` is what the client gets."""

@@ -27,6 +27,7 @@ import redis
 from django.conf import settings
 from redis import asyncio as aioredis
 
+from realtime import history
 from realtime.messages import CHANNELS
 
 logger = logging.getLogger("realtime")
@@ -46,6 +47,7 @@ class Hub:
         self.sessions: dict[str, set] = defaultdict(set)
         self.subscribed = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.last_seq: dict[str, int] = {}  # per channel: the last seq delivered here
 
     def __len__(self) -> int:
         return sum(len(members) for members in self.channels.values())
@@ -70,6 +72,7 @@ class Hub:
             members.discard(consumer)
             if not members:
                 del self.channels[consumer.channel]
+                self.last_seq.pop(consumer.channel, None)
         sockets = self.sessions.get(consumer.jti)
         if sockets is not None:
             sockets.discard(consumer)
@@ -85,6 +88,10 @@ class Hub:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*names)
+                # Messages published while this process was not subscribed (a Redis blip):
+                # take them from the history before going live.
+                for name in list(self.last_seq):
+                    await self._fill_gap(name, None)
                 self.subscribed.set()
                 while len(self):
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
@@ -111,14 +118,45 @@ class Hub:
                 for consumer in list(self.sessions.get(jti, ())):
                     await consumer.refuse_token()
             return
+        if name is None:
+            return
+        if not self.channels.get(name):
+            self.last_seq.pop(name, None)  # nobody here: nothing to keep continuous
+            return
+        text = data.decode()
+        seq = history.seq_of(text)
+        if seq is not None:
+            last = self.last_seq.get(name)
+            if last is not None and seq <= last:
+                return  # already delivered (gap filling raced the live message)
+            if last is not None and seq > last + 1:
+                await self._fill_gap(name, seq - 1)
+            self.last_seq[name] = seq
+        await self._deliver(name, text, seq)
+
+    async def _fill_gap(self, name: str, until: int | None) -> None:
+        last = self.last_seq.get(name)
+        if last is None:
+            return
+        try:
+            missed = await history.fetch_range(name, last + 1, until if until else 2**62)
+        except (redis.RedisError, OSError):
+            logger.warning("Cannot fill a gap on channel %s: history unavailable", name)
+            return
+        for seq, text in missed:
+            if seq > self.last_seq.get(name, 0):
+                self.last_seq[name] = seq
+                await self._deliver(name, text, seq)
+
+    async def _deliver(self, name: str, text: str, seq: int | None) -> None:
         members = self.channels.get(name)
         if not members:
             return
         # One ASGI message for every socket: daphne only reads it.
-        frame = {"type": "websocket.send", "text": data.decode()}
+        frame = {"type": "websocket.send", "text": text}
         for consumer in list(members):
             try:
-                await consumer.deliver_frame(frame)
+                await consumer.deliver_frame(frame, seq)
             except Exception:
                 # One broken socket must not stop the others; it will be cleaned up on close.
                 logger.debug("Delivery to one socket failed", exc_info=True)

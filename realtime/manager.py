@@ -8,8 +8,10 @@ broadcast simply tries again (every send opens or reuses a pooled connection), s
 resumes as soon as Redis is back.
 
 Transport (`REALTIME_FANOUT`, chosen by measurement, docs/performance.md):
-- `hub` (default): PUBLISH on `<prefix>:rt:<channel>`; each server process receives a message
-  once and writes it to its local sockets (`realtime.fanout`).
+- `hub` (default): each message gets its channel's `seq`, is recorded in the channel's bounded
+  history and published on `<prefix>:rt:<channel>` (`realtime.history`, one Lua script per
+  write); each server process receives it once and writes it to its local sockets
+  (`realtime.fanout`). Clients may resume with `?since=<seq>`.
 - `layer`: Channels groups `siem.<channel>` through the configured channel layer.
 """
 
@@ -154,12 +156,9 @@ class ConnectionManager:
     def _send_sync(self, sends: list[Send]) -> None:
         try:
             if fanout_mode() == "hub":
-                from realtime import fanout, presence
+                from realtime import history
 
-                pipe = presence._client().pipeline(transaction=False)
-                for route, text in sends:
-                    pipe.publish(fanout.redis_channel(route), text)
-                pipe.execute()
+                history.publish(sends)
             else:
                 async_to_sync(self._send)(sends)
         except (redis.RedisError, OSError) as exc:
@@ -173,12 +172,9 @@ class ConnectionManager:
             # Bounded: a hung Redis must not hold a request (or a worker) hostage.
             async with asyncio.timeout(SEND_TIMEOUT_SEC):
                 if fanout_mode() == "hub":
-                    from realtime import fanout, presence
+                    from realtime import history
 
-                    async with presence._aclient().pipeline(transaction=False) as pipe:
-                        for route, text in sends:
-                            pipe.publish(fanout.redis_channel(route), text)
-                        await pipe.execute()
+                    await history.apublish(sends)
                 else:
                     await self._send_layer(sends)
         except Exception as exc:

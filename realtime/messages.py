@@ -132,3 +132,14 @@ def pong() -> dict[str, Any]:
 
 def error(message: str) -> dict[str, Any]:
     return {"type": "error", "message": message}
+
+
+def resync_required(channel: str, since: int, latest: int | None) -> dict[str, Any]:
+    """`?since=` reaches further back than the history: reload through the REST API."""
+    return {
+        "type": "resync_required",
+        "channel": channel,
+        "since": since,
+        "latest": latest,
+        "timestamp": now_iso(),
+    }

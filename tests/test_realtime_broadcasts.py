@@ -23,12 +23,13 @@ from tests.ws_helpers import open_channel
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# A benign event: no detection rule fires on it, so the only broadcasts are the test's own.
 EVENT = {
     "computer": "WS-001",
-    "event_code": 4625,
+    "event_code": 1000,
     "severity": 3,
-    "message": "Failed login attempt",
-    "source_type": "Windows Security",
+    "message": "Application event",
+    "source_type": "Application",
 }
 ALERT = {
     "title": "Multiple failed login attempts",

@@ -18,9 +18,29 @@ SCHEMA = json.loads(SCHEMA_PATH.read_text())
 VALIDATOR = Draft202012Validator(SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+# Issue 9 adds one message type to SPEC's: the answer to a `?since=` the history cannot serve.
+RESYNC_VALIDATOR = Draft202012Validator(
+    {
+        "type": "object",
+        "required": ["type", "channel", "since", "latest", "timestamp"],
+        "properties": {
+            "type": {"const": "resync_required"},
+            "channel": {"type": "string"},
+            "since": {"type": "integer", "minimum": 0},
+            "latest": {"type": ["integer", "null"]},
+            "timestamp": {"$ref": "#/$defs/ts"},
+        },
+        "$defs": SCHEMA["$defs"],
+    }
+)
+
+
 def check(message: dict) -> dict:
     """Raise if `message` breaks the contract; return it."""
-    VALIDATOR.validate(message)
+    if message.get("type") == "resync_required":
+        RESYNC_VALIDATOR.validate(message)
+    else:
+        VALIDATOR.validate(message)
     return message
 
 
