@@ -92,6 +92,10 @@ class SimulatedAgent:
         self.next_record_id = time.time_ns() // 1000
         self.alive = True
         self.brute_force_sent = 0
+        # The workstation's own user: the one who now and then mistypes a password. (Failures
+        # for many accounts from one address would look like a spray, and rightly alert.)
+        self.user = USERS[(index - 1) % 40]
+        self.last_mistype = -1e9
 
     # --- Windows records --------------------------------------------------------------------
     def record(self, code: int, data: dict[str, Any], *, failure: bool = False) -> dict[str, Any]:
@@ -169,7 +173,12 @@ class SimulatedAgent:
                  "NewProcessName": process, "CommandLine": f'"{process}"',
                  "ParentProcessName": r"C:\Windows\explorer.exe"},
             )  # fmt: skip
-        return self.failed_logon(user, f"10.10.{self.index % 250}.20", logon_type=2)
+        if time.monotonic() - self.last_mistype < 120:
+            # A person mistypes now and then, not at machine speed: at most once in 2 minutes,
+            # whatever the rate (a burst of 4625s is the brute-force scenario's job).
+            return self.logon(self.user, 2)
+        self.last_mistype = time.monotonic()
+        return self.failed_logon(self.user, f"10.10.{self.index % 250}.20", logon_type=2)
 
     def brute_force_events(self, count: int) -> list[dict[str, Any]]:
         events = [self.failed_logon("administrator", ATTACKER_IP) for _ in range(count)]
