@@ -24,11 +24,11 @@ TOKEN_REQUIRED = "Token required"  # noqa: S105 (a message, not a secret)
 INVALID_TOKEN = "Invalid token"  # noqa: S105 (a message, not a secret)
 
 
-def token_from_query(query_string: bytes | str) -> str:
-    """The first non-empty `token` of the query string, or ""."""
+def token_from_query(query_string: bytes | str, name: str = "token") -> str:
+    """The first non-empty `token` (or `name`) of the query string, or ""."""
     if isinstance(query_string, bytes):
         query_string = query_string.decode("latin-1")
-    for value in parse_qs(query_string, keep_blank_values=True).get("token", []):
+    for value in parse_qs(query_string, keep_blank_values=True).get(name, []):
         if value.strip():
             return value.strip()
     return ""
@@ -41,8 +41,20 @@ def _check_token(raw: str):
     return identity
 
 
+def _redeem_ticket(ticket: str):
+    from realtime.tickets import redeem_ticket
+
+    return _touch(redeem_ticket(ticket))
+
+
+def _touch(identity):
+    identity.user.get_username()
+    return identity
+
+
 class QueryTokenAuthMiddleware:
-    """Validates `?token=` like REST does; sets scope `user`, `token_identity`, `auth_error`."""
+    """Validates `?token=` like REST does (or redeems a one-time `?ticket=`); sets scope
+    `user`, `token_identity` and `auth_error`."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -51,17 +63,20 @@ class QueryTokenAuthMiddleware:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
         scope = dict(scope, user=AnonymousUser(), token_identity=None, auth_error=None)
-        raw = token_from_query(scope.get("query_string", b""))
-        if not raw:
+        query = scope.get("query_string", b"")
+        raw = token_from_query(query)
+        ticket = "" if raw else token_from_query(query, name="ticket")
+        if not raw and not ticket:
             scope["auth_error"] = TOKEN_REQUIRED
         else:
+            check = _check_token if raw else _redeem_ticket
             try:
-                scope["token_identity"] = await database_sync_to_async(_check_token)(raw)
+                scope["token_identity"] = await database_sync_to_async(check)(raw or ticket)
                 scope["user"] = scope["token_identity"].user
             except InvalidToken as exc:
                 # The reason is safe to log (it never contains the token); clients see only
                 # "Invalid token".
-                logger.info("WebSocket token refused: %s", exc)
+                logger.info("WebSocket %s refused: %s", "token" if raw else "ticket", exc)
                 scope["auth_error"] = INVALID_TOKEN
         return await self.app(scope, receive, send)
 

@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import siem.openapi  # noqa: F401  (registers the authentication schemes for the schema)
+from realtime.api import WebSocketTicketView
 from siem.api_common import route
 from siem.api_views import DashboardStatisticsView
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("", include("alerts.api.urls")),
     path("", include("incidents.api.urls")),
     path("", include("agents.api.urls")),
+    route("auth/ws-ticket", WebSocketTicketView.as_view(), "auth-ws-ticket"),  # realtime/api.py
     route("dashboard/statistics", DashboardStatisticsView.as_view(), "dashboard-statistics"),
     route("schema", SpectacularAPIView.as_view(), "api-schema"),
     route("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), "api-docs"),

@@ -264,6 +264,11 @@ REALTIME_SESSION_RECHECK_SEC = env_int("REALTIME_SESSION_RECHECK_SEC", 30, minim
 # passes 16 times it) is closed with 4008 (realtime/backpressure.py); 0 disables the check.
 REALTIME_MAX_BUFFER_BYTES = env_int("REALTIME_MAX_BUFFER_BYTES", 512 * 1024, minimum=0)
 REALTIME_SLOW_CLIENT_SEC = env_int("REALTIME_SLOW_CLIENT_SEC", 10, minimum=1)
+# Per-channel history for `?since=` (realtime/history.py): entries kept (approximately) and age.
+REALTIME_HISTORY_MAX = env_int("REALTIME_HISTORY_MAX", 2000, minimum=1)
+REALTIME_HISTORY_MAX_AGE_SEC = env_int("REALTIME_HISTORY_MAX_AGE_SEC", 600, minimum=1)
+# Lifetime of a one-time `?ticket=` from POST /api/v1/auth/ws-ticket (realtime/tickets.py).
+REALTIME_TICKET_TTL_SEC = env_int("REALTIME_TICKET_TTL_SEC", 30, minimum=1)
 REALTIME_FANOUT = env_str("REALTIME_FANOUT", "hub").strip().lower()
 if REALTIME_FANOUT not in {"hub", "layer"}:
     raise ImproperlyConfigured(f"REALTIME_FANOUT: expected hub or layer, got {REALTIME_FANOUT!r}")
