@@ -101,6 +101,37 @@ def test_new_alerts_appear_in_a_banner_and_status_changes_update_rows_in_place(s
     expect(page.locator("#live-alerts-new")).to_be_hidden()
 
 
+REVOKE_ADMIN_LIVE_SESSIONS = (
+    "from accounts.models import Session\nfrom accounts.services import revoke_session\n"
+    "for s in Session.objects.active().filter(user__username='admin'):\n"
+    "    revoke_session(s, reason='test')"
+)
+
+
+def test_the_live_list_reconnects_with_a_fresh_credential_when_its_token_ends(server, page):
+    admin_sign_in(page, server)
+    expect(page.locator("#live-alerts")).to_have_attribute("data-state", "live")
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.evaluate(
+        """() => {
+            window.__states = [];
+            const banner = document.getElementById('live-alerts');
+            new MutationObserver(() => window.__states.push(banner.dataset.state))
+                .observe(banner, { attributes: true, attributeFilter: ['data-state'] });
+        }"""
+    )
+    # What expiry does after 10 minutes, revocation does now: the socket is closed with 4003.
+    server.shell(REVOKE_ADMIN_LIVE_SESSIONS)
+    page.wait_for_function("() => window.__states.at(-1) === 'live'", timeout=20_000)
+    states = page.evaluate("window.__states")
+    assert states[0] == "reconnecting" and "auth" not in states, states
+    assert len(sockets) == 1  # one new socket, opened with a new credential
+    title = f"After the new credential {uuid.uuid4().hex[:6]}"
+    post_alert(server, server.login("analyst"), title)
+    expect(page.locator("#live-alerts-list")).to_contain_text(title)
+
+
 def test_the_live_list_stops_when_the_admin_session_ends(server, page):
     admin_sign_in(page, server)
     expect(page.locator("#live-alerts")).to_have_attribute("data-state", "live")
@@ -110,10 +141,6 @@ def test_the_live_list_stops_when_the_admin_session_ends(server, page):
     other.click("#logout-form button")
     other.close()
     # Revoke the socket's short-lived session so the page must ask for a new credential.
-    server.shell(
-        "from accounts.models import Session\nfrom accounts.services import revoke_session\n"
-        "for s in Session.objects.active().filter(user__username='admin'):\n"
-        "    revoke_session(s, reason='test')"
-    )
+    server.shell(REVOKE_ADMIN_LIVE_SESSIONS)
     expect(page.locator("#live-alerts")).to_have_attribute("data-state", "auth", timeout=20_000)
     expect(page.locator("#live-alerts-state")).to_contain_text("admin session has ended")
