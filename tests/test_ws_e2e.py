@@ -349,3 +349,54 @@ def test_a_client_that_stops_reading_is_cut_off_and_the_others_miss_nothing(
     assert "Closing a WebSocket that stopped reading" in log
     assert "(close 4008)" in log
     assert "Client disconnected from channel 'notifications' (remaining: 1)" in log
+
+
+def test_a_client_whose_server_is_killed_mid_stream_resumes_elsewhere_losing_nothing(
+    tmp_path_factory,
+):
+    """Issue 9: `?since=` across processes — kill -9 the client's server while alerts flow,
+    reconnect to the other one with the last seq seen: every alert exactly once, in order."""
+    cluster = Cluster(tmp_path_factory.mktemp("ws-resume"), [8204, 8205])
+    cluster.prepare(PASSWORD)
+    cluster.start_all()
+    token = login(8204, "analyst")
+    total = 60
+
+    def write(i: int) -> None:
+        api(
+            8204,
+            token,
+            "POST",
+            "alerts/",
+            {"title": f"stream {i}", "severity": 3, "category": "test", "hostname": "WS-001"},
+        )
+
+    async def writer():
+        for i in range(total):
+            await asyncio.to_thread(write, i)
+            await asyncio.sleep(0.03)
+
+    async def scenario():
+        first = await Listener(8205, "alerts", token).open()
+        writing = asyncio.ensure_future(writer())
+        assert await until(lambda: len(first.messages) >= 15, 60)
+        cluster.kill(8205)  # mid-stream, no goodbye
+        assert await until(lambda: first.close_code is not None, 10)
+        last_seen = first.messages[-1]["seq"]
+        resumed = Listener(8204, "alerts", token)
+        resumed.url += f"&since={last_seen}"
+        await resumed.open()
+        await writing
+        assert await until(lambda: len(first.messages) + len(resumed.messages) >= total, 30)
+        await asyncio.sleep(0.5)  # and nothing more
+        await resumed.ws.close()
+        return first.messages + resumed.messages
+
+    try:
+        got = run(scenario())
+    finally:
+        cluster.stop_all()
+    titles = [m["data"]["title"] for m in got]
+    assert titles == [f"stream {i}" for i in range(total)]
+    seqs = [m["seq"] for m in got]
+    assert seqs == list(range(seqs[0], seqs[0] + total))
