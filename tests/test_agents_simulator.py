@@ -26,10 +26,11 @@ class OneAtATime(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport):
         self.inner = inner
-        self.lock = asyncio.Lock()
+        self.locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        async with self.lock:
+        lock = self.locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
             response = await self.inner.handle_async_request(request)
             await response.aread()
             return response
@@ -93,3 +94,33 @@ def test_the_command_refuses_a_remote_url_and_a_missing_key():
         )  # fmt: skip
     with pytest.raises(CommandError, match="enrollment-key"):
         call_command("simulate_agents", "--enrollment-key", "", stdout=io.StringIO())
+
+
+def simulate(transport, *scenarios: str, seed: int) -> None:
+    plan = Plan(
+        url="http://127.0.0.1:8000",
+        enrollment_key=KEY,
+        agents=3,
+        rate=0,
+        duration=1.5,
+        batch_size=20,
+        scenarios=("office", *scenarios),
+        prefix=f"S{seed}",
+        seed=seed,
+    )
+    stats = asyncio.run(Simulation(plan, transport=transport).run())
+    assert stats.errors == 0, stats.last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_office_noise_alone_raises_no_alert_and_the_attacks_do(asgi_transport):
+    from alerts.models import Alert
+
+    simulate(asgi_transport, seed=11)
+    assert SecurityEvent.objects.count() > 100
+    assert list(Alert.objects.values_list("category", "hostname")) == []
+    simulate(asgi_transport, "brute_force", "password_spray", seed=12)
+    fired = set(Alert.objects.values_list("category", "hostname"))
+    assert ("brute_force", "S12-001") in fired
+    assert ("password_spray", "S12-002") in fired
+    assert {host for _category, host in fired} <= {"S12-001", "S12-002"}
