@@ -24,6 +24,23 @@ def enrollment_key(settings):
     settings.AGENT_ENROLLMENT_KEY = KEY
 
 
+@pytest.fixture(autouse=True)
+def no_counted_failures():
+    """Wrong keys are counted per address in Redis (this run's own prefix): start from zero."""
+    from django.conf import settings
+
+    from accounts.login_throttle import _client
+
+    def wipe():
+        keys = list(_client().scan_iter(f"{settings.REDIS_KEY_PREFIX}:enroll-fail:*"))
+        if keys:
+            _client().delete(*keys)
+
+    wipe()
+    yield
+    wipe()
+
+
 def register(hostname="WS-001", key=KEY, **extra):
     return APIClient().post(
         REGISTER, {"enrollment_key": key, "hostname": hostname, **extra}, format="json"
@@ -180,3 +197,19 @@ def test_admin_action_revokes_the_selected_agents_tokens(admin_user):
     assert response.status_code == 302
     assert Agent.objects.get(agent_id=body["agent_id"]).token_revoked_at is not None
     assert services.authenticate_agent(body["agent_token"]) is None
+
+
+@pytest.mark.django_db
+def test_repeated_wrong_keys_from_one_address_are_throttled(settings):
+    settings.ENROLLMENT_FAILURE_LIMIT = 3
+    for _ in range(3):
+        assert register(key="guess").status_code == 403
+    blocked = register()  # even the right key, until the window ends
+    assert blocked.status_code == 429
+    assert 0 < int(blocked["Retry-After"]) <= 300
+    assert "Too many wrong enrollment keys" in blocked.json()["detail"]
+    other = APIClient(REMOTE_ADDR="10.9.8.7").post(
+        REGISTER, {"enrollment_key": KEY, "hostname": "WS-OTHER"}, format="json"
+    )
+    assert other.status_code == 201
+    assert not Agent.objects.filter(hostname="WS-001").exists()

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsRoleUser
-from agents import services
+from agents import enrollment_throttle, services
 from agents.api.serializers import (
     AgentSerializer,
     AgentStatusSerializer,
@@ -64,6 +64,7 @@ class RegisterView(APIView):
             201: RegisteredSerializer,
             400: OpenApiResponse(description="Bad fields."),
             403: OpenApiResponse(_DETAIL, description="Enrollment disabled or refused."),
+            429: OpenApiResponse(_DETAIL, description="Too many wrong keys from this address."),
         },
         auth=[],
     )
@@ -72,6 +73,16 @@ class RegisterView(APIView):
         if not expected:
             return _forbidden(
                 "Agent enrollment is disabled on this server (AGENT_ENROLLMENT_KEY is not set)."
+            )
+        retry_after = enrollment_throttle.blocked_for(client_ip(request))
+        if retry_after is not None:
+            return Response(
+                {
+                    "detail": "Too many wrong enrollment keys from this address. "
+                    f"Try again in {retry_after} seconds."
+                },
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(retry_after)},
             )
         data = request.data
         if not isinstance(data, dict):
@@ -86,6 +97,7 @@ class RegisterView(APIView):
                 str(data.get("hostname", ""))[:255],
                 client_ip(request),
             )
+            enrollment_throttle.record_failure(client_ip(request))
             return _forbidden("Invalid enrollment key.")
         serializer = RegisterSerializer(data=data)
         serializer.is_valid(raise_exception=True)
