@@ -338,6 +338,9 @@ AGENT_OFFLINE_AFTER_SEC = env_int("AGENT_OFFLINE_AFTER_SEC", 300, minimum=10)
 AGENT_WATCHDOG_INTERVAL_SEC = env_int("AGENT_WATCHDOG_INTERVAL_SEC", 30, minimum=1)
 # Empty enrollment key: enrollment is disabled (safe default).
 AGENT_ENROLLMENT_KEY = env_str("AGENT_ENROLLMENT_KEY", "")
+# Wrong enrollment keys per client address before 429, and the counting window.
+ENROLLMENT_FAILURE_LIMIT = env_int("ENROLLMENT_FAILURE_LIMIT", 10, minimum=1)
+ENROLLMENT_FAILURE_WINDOW_SEC = env_int("ENROLLMENT_FAILURE_WINDOW_SEC", 300, minimum=1)
 
 # --- Ingestion limits (documented in README) ---------------------------------------------------
 EVENTS_BULK_MAX = env_int("EVENTS_BULK_MAX", 1000, minimum=1)
