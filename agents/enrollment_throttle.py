@@ -18,16 +18,13 @@ from accounts.login_throttle import _client
 
 logger = logging.getLogger(__name__)
 
-LIMIT = 10
-WINDOW_SEC = 300
-
 
 def _limit() -> int:
-    return int(getattr(settings, "ENROLLMENT_FAILURE_LIMIT", LIMIT))
+    return settings.ENROLLMENT_FAILURE_LIMIT
 
 
 def _window() -> int:
-    return int(getattr(settings, "ENROLLMENT_FAILURE_WINDOW_SEC", WINDOW_SEC))
+    return settings.ENROLLMENT_FAILURE_WINDOW_SEC
 
 
 def _key(client_ip: str | None) -> str:
