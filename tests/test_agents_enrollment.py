@@ -17,6 +17,7 @@ from tests.test_agents_helpers import MESSAGE_SCHEMA, agent_client
 
 KEY = "enroll-me-7f3a9c1e5b"
 REGISTER = "/api/v1/agents/register/"
+OTHER_ADDRESS = "10.9.8.7"
 
 
 @pytest.fixture(autouse=True)
@@ -27,18 +28,13 @@ def enrollment_key(settings):
 @pytest.fixture(autouse=True)
 def no_counted_failures():
     """Wrong keys are counted per address in Redis (this run's own prefix): start from zero."""
-    from django.conf import settings
-
     from accounts.login_throttle import _client
+    from agents.enrollment_throttle import _key
 
-    def wipe():
-        keys = list(_client().scan_iter(f"{settings.REDIS_KEY_PREFIX}:enroll-fail:*"))
-        if keys:
-            _client().delete(*keys)
-
-    wipe()
+    keys = [_key(address) for address in ("127.0.0.1", OTHER_ADDRESS)]
+    _client().delete(*keys)
     yield
-    wipe()
+    _client().delete(*keys)
 
 
 def register(hostname="WS-001", key=KEY, **extra):
@@ -208,7 +204,7 @@ def test_repeated_wrong_keys_from_one_address_are_throttled(settings):
     assert blocked.status_code == 429
     assert 0 < int(blocked["Retry-After"]) <= 300
     assert "Too many wrong enrollment keys" in blocked.json()["detail"]
-    other = APIClient(REMOTE_ADDR="10.9.8.7").post(
+    other = APIClient(REMOTE_ADDR=OTHER_ADDRESS).post(
         REGISTER, {"enrollment_key": KEY, "hostname": "WS-OTHER"}, format="json"
     )
     assert other.status_code == 201
