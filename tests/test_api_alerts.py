@@ -362,3 +362,22 @@ def test_patching_a_resolved_alert_to_investigating_is_409(clients):
         f"/api/v1/alerts/{alert.pk}/", {"status": "investigating"}, format="json"
     )
     assert response.status_code == 409
+
+
+def test_alert_list_and_detail_use_a_fixed_number_of_queries(
+    clients, django_assert_max_num_queries
+):
+    events = create_events(
+        [{"computer": "WS", "event_code": 4625, "severity": 3, "message": "x"}] * 3
+    ).created
+    for i in range(15):
+        alert = new_alert(title=f"alert {i}", events=events)
+        services.acknowledge_alert(alert, actor=None)
+    viewer = clients["viewer"]
+    # auth (session + groups), count, page (assignee joined), events prefetch
+    with django_assert_max_num_queries(5):
+        response = viewer.get("/api/v1/alerts/?page_size=50")
+    assert len(response.json()["results"]) == 15
+    assert all(len(a["event_ids"]) == 3 for a in response.json()["results"])
+    with django_assert_max_num_queries(5):  # + activities prefetch, no count
+        assert viewer.get(f"/api/v1/alerts/{alert.pk}/").json()["timeline"]

@@ -286,3 +286,12 @@ def test_patching_a_closed_incident_to_investigating_is_409(clients):
         f"/api/v1/incidents/{incident.pk}/", {"status": "investigating"}, format="json"
     )
     assert response.status_code == 409
+
+
+def test_incident_list_uses_a_fixed_number_of_queries(clients, django_assert_max_num_queries):
+    alerts = [new_alert(), new_alert()]
+    for _ in range(10):
+        new_incident(alerts=alerts)
+    with django_assert_max_num_queries(5):  # session, groups, count, page, alerts prefetch
+        response = clients["viewer"].get("/api/v1/incidents/")
+    assert [len(i["alert_ids"]) for i in response.json()["results"]] == [2] * 10
