@@ -244,6 +244,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self._send_frame({"type": "websocket.send", "text": text}, seq)
         self._early = None
 
+    async def resync(self, notice: dict, latest: int) -> None:
+        """The hub lost messages it cannot recover: tell the client to reload, then go on."""
+        if self._early is not None:
+            self._early.append((json.dumps(notice), None))
+        elif self.channel is not None and not self._closing:
+            await self._send_json(notice)
+        self.last_seq = max(latest, self.last_seq or 0)
+
     async def deliver(self, text: str) -> None:
         """Write one broadcast (already JSON text) to this socket."""
         await self.deliver_frame({"type": "websocket.send", "text": text})

@@ -27,7 +27,7 @@ import redis
 from django.conf import settings
 from redis import asyncio as aioredis
 
-from realtime import history
+from realtime import history, messages
 from realtime.messages import CHANNELS
 
 logger = logging.getLogger("realtime")
@@ -140,8 +140,19 @@ class Hub:
             return
         try:
             missed = await history.fetch_range(name, last + 1, until if until else 2**62)
+            latest = until if until else await history.current(name)
         except (redis.RedisError, OSError):
             logger.warning("Cannot fill a gap on channel %s: history unavailable", name)
+            return
+        first = missed[0][0] if missed else latest + 1
+        if first > last + 1:
+            # The history no longer holds what this process missed (trimmed, or Redis lost
+            # it): its sockets cannot be made whole, so they are told to reload.
+            logger.warning("Gap on channel %s beyond the history: clients told to resync", name)
+            notice = messages.resync_required(name, last, latest)
+            for consumer in list(self.channels.get(name, ())):
+                await consumer.resync(notice, latest)
+            self.last_seq[name] = max(latest, self.last_seq.get(name, 0))
             return
         for seq, text in missed:
             if seq > self.last_seq.get(name, 0):

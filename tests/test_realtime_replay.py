@@ -187,3 +187,70 @@ def test_invalid_since_is_refused_with_an_error(token, since):
     error, code = async_to_sync(scenario)()
     assert error == {"type": "error", "message": "Invalid since: expected a non-negative integer"}
     assert code == 4000
+
+
+def _record_without_publishing(channel: str, title: str) -> int:
+    """What a message the hub never heard looks like: sequenced and recorded, not published
+    (e.g. sent while this process's subscription was being re-established)."""
+    import json as _json
+
+    from realtime import presence
+    from realtime.messages import envelope
+
+    client = presence._client()
+    seq = client.incr(history.seq_key(channel))
+    body = _json.dumps(
+        {
+            "seq": seq,
+            **envelope(
+                "alert",
+                "created",
+                {
+                    "alert_id": seq % 1000,
+                    "title": title,
+                    "severity": 3,
+                    "category": "test",
+                    "hostname": "WS-001",
+                    "status": "new",
+                },
+            ),
+        }
+    )
+    client.xadd(history.log_key(channel), {"t": 0, "m": body}, id=f"{seq}-0")
+    return seq
+
+
+def test_the_hub_fills_a_gap_from_the_history(token):
+    async def scenario():
+        client, _ = await connect("alerts", token)
+        await database_sync_to_async(create_alerts)(1, "first")
+        await client.receive()
+        _record_without_publishing("alerts", "unheard")
+        await database_sync_to_async(create_alerts)(1, "next")
+        got = await receive_all(client)
+        await client.close()
+        return got
+
+    got = async_to_sync(scenario)()
+    assert [m["data"]["title"] for m in got] == ["unheard", "next 0"]
+    assert got[1]["seq"] == got[0]["seq"] + 1
+
+
+def test_a_gap_the_history_cannot_fill_tells_clients_to_resync(token):
+    from realtime import presence
+
+    async def scenario():
+        client, _ = await connect("alerts", token)
+        await database_sync_to_async(create_alerts)(1, "first")
+        first = await client.receive()
+        presence._client().incrby(history.seq_key("alerts"), 50)  # 50 messages lost for good
+        await database_sync_to_async(create_alerts)(1, "after")
+        got = await receive_all(client)
+        await client.close()
+        return first, got
+
+    first, got = async_to_sync(scenario)()
+    assert got[0]["type"] == "resync_required"
+    assert got[0]["since"] == first["seq"]
+    assert [m["data"]["title"] for m in got[1:]] == ["after 0"]
+    assert got[1]["seq"] == first["seq"] + 51
