@@ -1,38 +1,50 @@
-"""Short-lived WebSocket credentials for the session-authenticated Django admin.
+"""One-time WebSocket tickets for the session-authenticated Django admin.
 
-The admin pages authenticate with Django's session cookie, while every WebSocket needs a JWT
-(SPEC: `?token=`). Instead of exposing the analyst's long-lived token to admin pages, a staff
-member's browser asks `POST /admin/live-ticket/` (session + CSRF) for a credential that only
-lives long enough to open a socket: a one-time ticket once the real-time layer offers them
-(issue 9), otherwise an access token whose session row expires after a few minutes and can be
-revoked like any other.
+The admin pages authenticate with Django's session cookie and hold no JWT, yet every WebSocket
+needs one (SPEC: `?token=`) or a one-time ticket (issue 9: `?ticket=`). A staff member's page
+asks `POST /admin/live-ticket/` (session + CSRF) for a ticket. The ticket is bound to a
+server-side session row of its own, so no bearer token is ever handed to the admin page:
+
+1. reuse the user's admin-live session if it has more than a minute left, otherwise create one
+   that lives ADMIN_LIVE_SESSION_LIFETIME_SEC (a row like any login's: the admin can revoke it);
+2. issue a single-use ticket (30 s) for that session through `realtime.tickets`.
+
+A socket opened with the ticket closes (4003) when that session expires or is revoked; the page
+then asks for a new ticket, which fails with 403 once the admin session has ended.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import secrets
+from datetime import timedelta
 
-from django.db import transaction
-from rest_framework_simplejwt.tokens import AccessToken
+from django.utils import timezone
 
 from accounts.models import Session
+from realtime.tickets import issue_ticket
 
-# The socket closes (4003) when its token expires and the page quietly fetches a new one: ten
-# minutes keeps that rare while a token leaked through a URL is soon useless.
-ADMIN_LIVE_TOKEN_LIFETIME_SEC = 600
+# Ten minutes: a socket is renewed rarely, and one that outlives its admin tab is soon closed.
+ADMIN_LIVE_SESSION_LIFETIME_SEC = 600
 ADMIN_LIVE_USER_AGENT = "django-admin live alert list"
+_REUSE_MARGIN = timedelta(seconds=60)
 
 
-def issue_admin_live_token(user, *, client_ip: str | None = None) -> tuple[str, int]:
-    """A fresh access token for `user` valid ADMIN_LIVE_TOKEN_LIFETIME_SEC; (token, lifetime)."""
-    token = AccessToken.for_user(user)
-    token.set_exp(lifetime=timedelta(seconds=ADMIN_LIVE_TOKEN_LIFETIME_SEC))
-    with transaction.atomic():
-        Session.objects.create(
-            jti=str(token["jti"]),
+def issue_admin_live_ticket(user, *, client_ip: str | None = None) -> tuple[str, int]:
+    """A one-time WebSocket ticket for staff member `user`; (ticket, ticket lifetime)."""
+    now = timezone.now()
+    session = (
+        Session.objects.active()
+        .filter(user=user, user_agent=ADMIN_LIVE_USER_AGENT, expires_at__gt=now + _REUSE_MARGIN)
+        .order_by("-expires_at")
+        .first()
+    )
+    if session is None:
+        session = Session.objects.create(
+            # No JWT is signed for it: the id only has to be unique, like a token's `jti`.
+            jti=f"admin-live-{secrets.token_hex(16)}",
             user=user,
-            expires_at=datetime.fromtimestamp(int(token["exp"]), tz=UTC),
+            expires_at=now + timedelta(seconds=ADMIN_LIVE_SESSION_LIFETIME_SEC),
             client_ip=client_ip or None,
             user_agent=ADMIN_LIVE_USER_AGENT,
         )
-    return str(token), ADMIN_LIVE_TOKEN_LIFETIME_SEC
+    return issue_ticket(user=user, jti=session.jti)

@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from siem.admin_live import issue_admin_live_token
+from siem.admin_live import issue_admin_live_ticket
 
 API_BASE = "/api/v1"
 DASHBOARD_WS_PATH = "/ws/dashboard"
@@ -50,9 +50,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_POST
 def admin_live_ticket(request: HttpRequest) -> JsonResponse:
-    """A short-lived WebSocket credential for a signed-in staff member (session + CSRF)."""
+    """A one-time WebSocket ticket for a signed-in staff member (session + CSRF)."""
     user = request.user
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return JsonResponse({"detail": "A signed-in staff session is required."}, status=403)
-    token, lifetime = issue_admin_live_token(user, client_ip=request.META.get("REMOTE_ADDR"))
-    return JsonResponse({"token": token, "expires_in": lifetime})
+    ticket, lifetime = issue_admin_live_ticket(user, client_ip=request.META.get("REMOTE_ADDR"))
+    return JsonResponse({"ticket": ticket, "expires_in": lifetime})

@@ -141,7 +141,12 @@ def test_wrong_password_is_refused_with_a_reason_and_the_right_one_shows_the_cou
 
     post_event(server, analyst_token, unique("Counted event"), severity=5)
     stats = server.api("GET", "/dashboard/statistics/", analyst_token).json()
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
     sign_in(page, server)
+    # The socket opens with a one-time ticket: the access token never sits in a URL.
+    assert len(sockets) == 1
+    assert "ticket=wst_" in sockets[0] and "token=" not in sockets[0]
     for group in ("events", "alerts", "incidents", "agents"):
         for key, value in stats[group].items():
             if page.locator(f"#stat-{group}-{key}").count():
@@ -354,7 +359,7 @@ def test_sign_out_revokes_the_token(server, open_page):
 # --- the connection's rhythm ----------------------------------------------------------------
 def test_the_page_pings_every_30_seconds_and_gets_a_pong(server, open_page):
     page = open_page()
-    page.clock.install()  # the page's timers, fast-forwarded on demand
+    page.clock.install()  # the page's timers, driven by the test from here on
     sent, received = [], []
 
     def watch(ws):
@@ -363,13 +368,24 @@ def test_the_page_pings_every_30_seconds_and_gets_a_pong(server, open_page):
 
     page.on("websocket", watch)
     sign_in(page, server)
-    page.clock.fast_forward("00:29")
-    page.wait_for_timeout(300)
-    assert "ping" not in sent
+    page.clock.pause_at(page.evaluate("Date.now()") + 1)
 
-    page.clock.fast_forward("00:02")
-    wait_until(page, lambda: "ping" in sent)
+    # 1. Step a second at a time to the first ping (at most 30 s after the socket opened).
+    for _ in range(31):
+        if "ping" in sent:
+            break
+        page.clock.run_for(1000)
+        page.wait_for_timeout(50)
+    assert sent.count("ping") == 1
     wait_until(page, lambda: any(json.loads(frame).get("type") == "pong" for frame in received))
+
+    # 2. It fired within the last second, so 29 s more stay quiet and one more brings the next.
+    page.clock.run_for(29_000)
+    page.wait_for_timeout(300)
+    assert sent.count("ping") == 1
+    page.clock.run_for(1000)
+    wait_until(page, lambda: sent.count("ping") == 2)
+    wait_until(page, lambda: sum('"pong"' in frame for frame in received) == 2)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
 
 
@@ -403,6 +419,47 @@ def wait_until(page: Page, condition, attempts: int = 100) -> None:
             return
         page.wait_for_timeout(100)
     raise AssertionError("condition never became true")
+
+
+# --- resuming after an outage ----------------------------------------------------------------
+def test_a_gap_longer_than_the_history_makes_the_page_reload_its_panels(browser):
+    """Server restarted and 400 events written while the page was offline; the history keeps
+    about 100 (REALTIME_HISTORY_MAX=1 trims to one stream node), so `?since=` gets
+    `resync_required` and the page reloads over REST."""
+    short = LiveServer()
+    short.env["REALTIME_HISTORY_MAX"] = "1"
+    short.prepare()
+    short.start()
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    try:
+        page = context.new_page()
+        received = []
+        page.on(
+            "websocket",
+            lambda ws: ws.on("framereceived", lambda payload: received.append(payload)),
+        )
+        sign_in(page, short)
+        context.set_offline(True)
+        short.kill()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+        short.start()
+        token = short.login("analyst")
+        batch = [
+            {"computer": "WS-002", "event_code": 4624, "severity": 1, "message": f"gap {i}",
+             "source_type": "Windows Security"}
+            for i in range(400)
+        ]  # fmt: skip
+        assert short.api("POST", "/events/bulk/", token, json=batch).status_code == 201
+        context.set_offline(False)
+
+        expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=45_000)
+        wait_until(page, lambda: any('"resync_required"' in frame for frame in received))
+        expect(page.locator("#event-stream tr").first).to_contain_text("gap 399")
+        expect(page.locator("#app")).to_have_attribute("data-snapshot", "loaded")
+    finally:
+        context.close()
+        short.stop()
+        shutil.rmtree(short.workdir, ignore_errors=True)
 
 
 # --- resilience: keep this last, it restarts the module's server -----------------------------

@@ -12,8 +12,9 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import Session
-from accounts.tokens import validate_access_token
-from siem.admin_live import ADMIN_LIVE_TOKEN_LIFETIME_SEC
+from accounts.tokens import InvalidToken
+from realtime.tickets import redeem_ticket
+from siem.admin_live import ADMIN_LIVE_SESSION_LIFETIME_SEC
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,9 @@ def test_admin_live_ticket_requires_post_and_the_csrf_token(admin_user):
     assert not Session.objects.filter(user=admin_user).exists()
 
 
-def test_admin_live_ticket_issues_a_short_lived_revocable_token_for_staff(admin_user):
+def test_admin_live_ticket_issues_a_one_time_ticket_bound_to_a_short_revocable_session(
+    admin_user,
+):
     admin_user.is_staff = True
     admin_user.save()
     browser = Client(enforce_csrf_checks=True)
@@ -73,9 +76,27 @@ def test_admin_live_ticket_issues_a_short_lived_revocable_token_for_staff(admin_
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     body = response.json()
-    assert body["expires_in"] == ADMIN_LIVE_TOKEN_LIFETIME_SEC == 600
-    identity = validate_access_token(body["token"])
+    assert set(body) == {"ticket", "expires_in"}  # a ticket, never a bearer token
+    assert body["expires_in"] == 30
+    identity = redeem_ticket(body["ticket"])
     assert identity.user == admin_user
     assert identity.session.user_agent == "django-admin live alert list"
     lifetime = identity.session.expires_at - timezone.now()
-    assert timedelta(seconds=590) < lifetime <= timedelta(seconds=600)
+    assert timedelta(seconds=590) < lifetime <= timedelta(seconds=ADMIN_LIVE_SESSION_LIFETIME_SEC)
+    with pytest.raises(InvalidToken):
+        redeem_ticket(body["ticket"])  # single use
+
+
+def test_admin_live_tickets_share_one_session_until_it_nears_its_end(admin_user):
+    admin_user.is_staff = True
+    admin_user.save()
+    browser = Client()
+    browser.force_login(admin_user)
+
+    first = redeem_ticket(browser.post("/admin/live-ticket/").json()["ticket"]).session
+    second = redeem_ticket(browser.post("/admin/live-ticket/").json()["ticket"]).session
+    assert first == second
+    Session.objects.filter(pk=first.pk).update(expires_at=timezone.now() + timedelta(seconds=30))
+    third = redeem_ticket(browser.post("/admin/live-ticket/").json()["ticket"]).session
+    assert third != first
+    assert Session.objects.filter(user=admin_user).count() == 2

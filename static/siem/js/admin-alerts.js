@@ -17,7 +17,7 @@ document.getElementById('live-alerts-reload').addEventListener('click', (event) 
   window.location.reload();
 });
 
-/** A short-lived credential for this admin session (the page itself holds no token). */
+/** A one-time ticket for this admin session (the page never holds a bearer token). */
 async function credential() {
   const response = await fetch(root.dataset.ticketUrl, {
     method: 'POST',
@@ -32,8 +32,7 @@ async function credential() {
     error.status = response.status;
     throw error;
   }
-  const answer = await response.json();
-  return answer.ticket ? { ticket: answer.ticket } : { token: answer.token };
+  return { ticket: (await response.json()).ticket };
 }
 
 function changeUrl(id) {
@@ -111,8 +110,8 @@ new LiveConnection({
   credential,
   onMessage,
   onState,
-  // The credential is short-lived by design: when the socket outlives it, get a new one. A dead
-  // admin session makes `credential()` fail with 403, which stops the loop.
+  // The ticket's session is short-lived by design: when the socket outlives it (4003), get a new
+  // ticket. A dead admin session makes `credential()` fail with 403, which stops the loop.
   onAuthLost: () => true,
   // Nothing to reload in place: the banner's "Reload the list" is the snapshot.
   onGap: () => {},

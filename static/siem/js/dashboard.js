@@ -46,7 +46,6 @@ const events = new EventStream($('event-stream'), { pauseButton: $('events-pause
 const agents = new AgentList($('agent-list'), { emptyEl: $('agents-empty'), noteEl: $('agents-note') });
 
 let live = null;
-let ticketsAvailable = null; // null: not yet known; POST /auth/ws-ticket arrives with issue 9
 
 // --- sign-in -----------------------------------------------------------------------------------
 function showSignin(message = '') {
@@ -137,19 +136,10 @@ async function startDashboard() {
   await loadSnapshot();
 }
 
-/** A one-time ticket when the server offers them (issue 9), otherwise the access token itself. */
+/** A one-time ticket for each socket: the access token itself never goes into a URL. */
 async function wsCredential() {
-  if (ticketsAvailable !== false) {
-    try {
-      const answer = await api.post('/auth/ws-ticket');
-      ticketsAvailable = true;
-      return { ticket: answer.ticket };
-    } catch (err) {
-      if (err.status !== 404 && err.status !== 405) throw err;
-      ticketsAvailable = false;
-    }
-  }
-  return { token: session.token };
+  const answer = await api.post('/auth/ws-ticket');
+  return { ticket: answer.ticket };
 }
 
 /** Load (or after a gap, reload) every panel over REST; a failing call shows its reason. */

@@ -2,10 +2,12 @@
 // every 30 s, notices a silent (half-open) socket, and stops on 4001/4003 so the page can ask the
 // user to sign in again instead of retrying a dead token forever.
 //
-// Credentials come from an async `credential()` callback returning {token} or {ticket}; a one-time
-// ticket (issue 9) is fetched anew for every attempt, so nothing long-lived needs to sit in URLs.
-// When messages carry `seq` (issue 9), a reconnect asks for `?since=<last seq>` and the server
-// replays what was missed; without it, `onGap` tells the page to reload its snapshot over REST.
+// Credentials come from an async `credential()` callback returning {ticket} (a one-time ticket,
+// fetched anew for every attempt, so nothing long-lived sits in URLs) or the guide's {token}.
+// Every message carries a per-channel `seq`; a reconnect (server restart, lost network, close
+// 4008 for a client that fell behind) asks for `?since=<last seq>` and the server replays what
+// was missed. Only when it cannot (`resync_required`, or a server without `seq`) does `onGap`
+// tell the page to reload its panels over REST.
 
 export const CLOSE_TOKEN_REQUIRED = 4001;
 export const CLOSE_INVALID_TOKEN = 4003;
@@ -140,7 +142,9 @@ export class LiveConnection {
           this.onMessage(msg);
           return;
         case 'resync_required':
-          this.lastSeq = null;
+          // The history no longer reaches back to our `since`: resume from the server's latest
+          // and let the page reload its panels over REST.
+          this.lastSeq = typeof msg.latest === 'number' ? msg.latest : null;
           this.onGap('resync_required');
           return;
         default:
