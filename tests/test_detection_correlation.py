@@ -368,3 +368,53 @@ def test_distinct_windows_count_values_not_events():
     assert more[("s", ("ip",))].metric == 3
     assert sorted(more[("s", ("ip",))].reported) == list(range(12))
     forget_windows()
+
+
+@pytest.mark.django_db
+def test_failed_logons_posted_to_the_bulk_api_raise_the_alert(
+    analyst, django_capture_on_commit_callbacks
+):
+    from tests.api_helpers import bearer_client
+
+    client = bearer_client(analyst)  # analyst: may create events
+    records = [normalize_record(failed_logon(i)) for i in range(8)]
+    body = [
+        {
+            "computer": r["computer"],
+            "event_code": r["event_code"],
+            "severity": r["severity"],
+            "message": r["message"],
+            "source_type": r["source_type"],
+            "timestamp": r["timestamp"].isoformat(),
+            "raw": r["raw"],
+        }
+        for r in records
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/v1/events/bulk/", body, format="json")
+    assert response.status_code == 201, response.content
+    [alert] = brute_force_alerts()
+    assert (alert.hostname, alert.occurrence_count) == ("DC-01", 8)
+    assert alert.dedup_key == "builtin.brute_force|dc-01|administrator|203.0.113.7"
+
+
+@pytest.mark.django_db
+def test_an_agent_batch_retried_in_part_counts_each_failed_logon_once(
+    django_capture_on_commit_callbacks,
+):
+    from rest_framework.test import APIClient
+
+    from agents.services import register_agent
+
+    _agent, token = register_agent(hostname="DC-01")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Agent {token}")
+    first = [failed_logon(i, record=100 + i) for i in range(5)]
+    retry_and_more = first + [failed_logon(5 + i, record=105 + i) for i in range(3)]
+    for batch in (first, retry_and_more):  # the agent did not get the first answer
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/api/v1/agents/events/", batch, format="json")
+        assert response.status_code == 201, response.content
+    assert response.json()["duplicates"] == 5
+    [alert] = brute_force_alerts()
+    assert alert.occurrence_count == 8
