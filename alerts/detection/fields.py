@@ -115,16 +115,20 @@ class FieldView:
         self._names: dict[str, list[str]] | None = None  # lower-case name → names as recorded
         self._cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
 
-    def _entry(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        try:
-            return self._cache[name]
-        except KeyError:
-            pass
+    def _index(self) -> dict[str, list[str]]:
         names = self._names
         if names is None:
             names = self._names = {}
             for recorded in self._fields:
                 names.setdefault(recorded.lower(), []).append(recorded)
+        return names
+
+    def _entry(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
+        names = self._index()
         sources = names.get(name)
         if sources is None and name in FIELD_ALIASES:
             sources = names.get(FIELD_ALIASES[name])
@@ -156,8 +160,7 @@ class FieldView:
 
     def all_values(self):
         """Every field's lower-cased alternatives (keyword rules search them all)."""
-        self._entry("")  # builds the name index
-        for name in list(self._names or ()):
+        for name in list(self._index()):
             values = self.get(name)
             if values:
                 yield values
