@@ -22,7 +22,7 @@ from accounts.services import issue_access_token
 from alerts import services as alert_services
 from alerts.models import Alert
 from tests.test_ws_consumers import no_presence_records, role_groups  # noqa: F401 (fixtures)
-from tests.ws_helpers import open_channel
+from tests.ws_helpers import Client, open_channel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -125,3 +125,27 @@ def test_writes_succeed_while_redis_is_down_and_broadcasts_resume_after(
     assert received is not None
     assert received["type"] == "alert"
     assert received["data"]["title"].startswith("after the outage")
+
+
+def test_after_a_redis_restart_a_resuming_client_is_told_to_resync(private_redis, admin_user):
+    """Redis without persistence loses the history: `since` cannot be honoured, and the client
+    is told so (it reloads through the REST API) instead of silently missing messages."""
+    token = issue_access_token(admin_user)[0]
+
+    async def scenario():
+        client = await open_channel("alerts", token)
+        await database_sync_to_async(alert_services.create_alert)(title="before", **ALERT)
+        last = (await client.receive())["seq"]
+        await client.close()
+        private_redis.kill()
+        private_redis.start()
+        await database_sync_to_async(alert_services.create_alert)(title="after", **ALERT)
+        resumed = Client(f"/ws/alerts?token={token}&since={last}")
+        await resumed.connect()
+        hello, notice = await resumed.receive(), await resumed.receive()
+        await resumed.close()
+        return last, hello, notice
+
+    last, hello, notice = async_to_sync(scenario)()
+    assert notice["type"] == "resync_required" and notice["since"] == last
+    assert hello["seq"] > last  # seq kept growing across the data loss
