@@ -441,3 +441,43 @@ def test_a_new_rule_file_is_picked_up_without_a_restart(settings, tmp_path):
     ]
     assert [c.title for c in engine.sigma.correlations] == ["Many accounts from one source"]
     assert get_engine() is engine  # unchanged files: the same compiled engine
+
+
+def test_keywords_regex_cidr_and_numeric_comparisons_match_like_sigma_says(tmp_path):
+    write_rules(
+        tmp_path,
+        {
+            "mixed.yml": r"""
+                title: Mixed
+                id: 66666666-6666-6666-6666-666666666666
+                logsource: {product: windows}
+                detection:
+                    keywords: ['sekurlsa::']
+                    remote:
+                        IpAddress|cidr: '10.0.0.0/8'
+                    long_name:
+                        WorkstationName|re: '^[A-Z0-9]{16}$'
+                    high_port:
+                        IpPort|gte: 49152
+                    condition: keywords and remote and (long_name or high_port)
+            """
+        },
+    )
+    [rule] = load_rules(tmp_path).rules
+    record = {
+        "EventID": 4688,
+        "CommandLine": "mimikatz.exe SEKURLSA::logonpasswords",  # keywords: case-insensitive
+        "IpAddress": "::ffff:10.1.2.3",  # IPv4-mapped: inside 10.0.0.0/8
+        "WorkstationName": "kali",
+        "IpPort": "50123",
+    }
+    assert rule.event_ids is None  # no EventID in the condition: tried on every event
+    assert rule.applies(view(record))
+    assert not rule.applies(view({**record, "CommandLine": "notepad.exe"}))
+    assert not rule.applies(view({**record, "IpAddress": "192.168.1.5"}))
+    assert not rule.applies(view({**record, "IpPort": "445"}))
+    # The regex keeps Sigma's case-sensitivity: 16 upper-case characters only.
+    assert rule.applies(view({**record, "IpPort": "445", "WorkstationName": "ABCDEFGH12345678"}))
+    assert not rule.applies(
+        view({**record, "IpPort": "445", "WorkstationName": "abcdefgh12345678"})
+    )
