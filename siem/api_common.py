@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from django.conf import settings
@@ -103,6 +104,30 @@ class StandardPagination(PageNumberPagination):
 def route(pattern: str, view, name: str):
     """A URL pattern under /api/v1/ whose trailing slash is optional (`events` == `events/`)."""
     return re_path(rf"^{pattern}/?$", view, name=name)
+
+
+def chunked_body_length_middleware(get_response):
+    """Give a de-chunked request body its Content-Length, so that DRF reads it.
+
+    DRF takes a request without Content-Length to have no body at all, so a client that streams
+    (Transfer-Encoding: chunked) would be told its events are missing. Under ASGI, Django has
+    the whole body in a seekable file by the time a view runs, so its size is known.
+    """
+
+    def middleware(request):
+        meta = request.META
+        if (
+            not meta.get("CONTENT_LENGTH")
+            and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            stream = getattr(request, "_stream", None)
+            seekable = getattr(stream, "seekable", None)
+            if seekable is not None and seekable():
+                meta["CONTENT_LENGTH"] = str(stream.seek(0, io.SEEK_END))
+                stream.seek(0)
+        return get_response(request)
+
+    return middleware
 
 
 def client_ip(request) -> str | None:

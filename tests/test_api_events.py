@@ -369,3 +369,30 @@ def test_event_list_uses_a_fixed_number_of_queries(clients, django_assert_max_nu
     with django_assert_max_num_queries(4):  # session, groups, count, page
         response = clients["viewer"].get("/api/v1/events/?page_size=60")
     assert len(response.json()["results"]) == 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_without_content_length_is_read_under_asgi(clients, admin_user):
+    from asgiref.sync import async_to_sync
+    from channels.testing import HttpCommunicator
+    from django.core.asgi import get_asgi_application
+
+    from accounts.services import issue_access_token
+
+    token, _session = issue_access_token(admin_user)
+    communicator = HttpCommunicator(
+        get_asgi_application(),
+        "POST",
+        "/api/v1/events/bulk/",
+        body=json.dumps([event(), event()]).encode(),
+        headers=[
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", b"application/json"),
+            (b"transfer-encoding", b"chunked"),  # and no content-length, as daphne passes it
+        ],
+    )
+    response = async_to_sync(communicator.get_response)(timeout=10)
+    assert response["status"] == 201, response["body"][:300]
+    assert json.loads(response["body"])["created"] == 2
+    assert SecurityEvent.objects.count() == 2
