@@ -285,6 +285,7 @@ def test_rules_that_cannot_be_loaded_are_listed_with_the_reason_and_the_rest_loa
                     selection: {TargetUserName|expand: '%admins%'}
                     condition: selection
             """,
+            "good_copy.yml": GOOD,
             "temporal.yml": """
                 title: Temporal
                 id: 33333333-3333-3333-3333-333333333333
@@ -298,7 +299,8 @@ def test_rules_that_cannot_be_loaded_are_listed_with_the_reason_and_the_rest_loa
     )
     ruleset = load_rules(tmp_path)
     errors = {entry.path: entry.error for entry in ruleset.entries if entry.error}
-    assert set(errors) == {"broken.yml", "placeholder.yml", "temporal.yml"}
+    assert set(errors) == {"broken.yml", "good_copy.yml", "placeholder.yml", "temporal.yml"}
+    assert errors["good_copy.yml"] == "duplicate rule id: already loaded from good.yml"
     assert "placeholders" in errors["placeholder.yml"]
     assert "temporal is not supported" in errors["temporal.yml"]
     assert [rule.title for rule in ruleset.rules] == ["Test failed logon"]

@@ -27,16 +27,22 @@ def sync_sigma_rules(ruleset: SigmaRuleSet) -> None:
     now = timezone.now()
     with transaction.atomic():
         rows = {row.rule_id: row for row in SigmaRule.objects.select_for_update()}
+        done: set[str] = set()
         for entry in ruleset.entries:
-            row = rows.get(entry.rule_id) or SigmaRule(rule_id=entry.rule_id)
-            row.title = entry.title[:255]
-            row.path = entry.path[:500]
-            row.kind = entry.kind
-            row.level = entry.level
-            row.error = entry.error
-            row.loaded_at = now
+            rule_id = entry.rule_id[:255]  # "file:<path>" of a deep tree may be longer
+            row = rows.get(rule_id) or rows.setdefault(rule_id, SigmaRule(rule_id=rule_id))
+            if rule_id in done:  # a file with several errors: keep them all
+                row.error = "; ".join(filter(None, (row.error, entry.error)))[:5000]
+            else:
+                row.title = entry.title[:255]
+                row.path = entry.path[:500]
+                row.kind = entry.kind
+                row.level = entry.level
+                row.error = entry.error
+                row.loaded_at = now
             row.save()
-        found = {entry.rule_id for entry in ruleset.entries}
+            done.add(rule_id)
+        found = {entry.rule_id[:255] for entry in ruleset.entries}
         for rule_id, row in rows.items():
             if rule_id not in found and row.error != GONE:
                 row.error = GONE

@@ -518,6 +518,7 @@ def load_rules(directory: str | Path) -> SigmaRuleSet:
         logger.warning("sigma: unresolved rule references: %s", exc)
 
     compiled_by_rule: dict[int, CompiledRule] = {}
+    duplicates: set[int] = set()
     for rule, path in parsed:
         entry = RuleEntry(
             _common(rule, path)["rule_id"],
@@ -526,9 +527,15 @@ def load_rules(directory: str | Path) -> SigmaRuleSet:
             "correlation" if isinstance(rule, SigmaCorrelationRule) else "rule",
             _level(rule),
         )
+        duplicate = next((e for e in result.entries if e.rule_id == entry.rule_id), None)
         result.entries.append(entry)
         if rule.errors:
             entry.error = _error_text(rule.errors)
+            continue
+        if duplicate is not None:  # alerts and admin switches are keyed by the rule id
+            duplicates.add(id(rule))
+            entry.rule_id = f"{entry.rule_id}@{path}"[:255]
+            entry.error = f"duplicate rule id: already loaded from {duplicate.path}"
             continue
         try:
             if isinstance(rule, SigmaCorrelationRule):
@@ -542,7 +549,7 @@ def load_rules(directory: str | Path) -> SigmaRuleSet:
 
     entries = {entry.rule_id: entry for entry in result.entries}
     for rule, path in parsed:
-        if not isinstance(rule, SigmaCorrelationRule) or rule.errors:
+        if not isinstance(rule, SigmaCorrelationRule) or rule.errors or id(rule) in duplicates:
             continue
         entry = entries[_common(rule, path)["rule_id"]]
         try:
