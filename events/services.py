@@ -136,10 +136,11 @@ def apply_analysis(
     1. Store the ai_* fields only while the caller still holds its claim (status `processing`
        with the same `ai_claimed_at`), so a slow worker whose claim was taken back and given to
        another cannot store a second verdict. Without a claim, any event not yet `done` may be set.
-    2. Score > AI_NOTIFY_THRESHOLD: one `notification` (severity `high`; `critical` when the score
-       is also > AI_ALERT_THRESHOLD) to `notifications` and `dashboard`, after commit.
-    3. Score > AI_ALERT_THRESHOLD: one alert (source `ai`, dedup key `ai:event:<id>`), created only
-       if no alert ever had that key. Returns False if nothing was stored (claim lost).
+    2. Score > AI_ALERT_THRESHOLD: one alert (source `ai`, dedup key `ai:event:<id>`), created only
+       if no alert ever had that key.
+    3. Score > AI_NOTIFY_THRESHOLD: one `notification` (severity `high`; `critical` when the score
+       is also > AI_ALERT_THRESHOLD, with the new alert's `alert_id`) to `notifications` and
+       `dashboard`, after commit. Returns False if nothing was stored (claim lost).
     """
     from django.conf import settings
 
@@ -166,13 +167,13 @@ def apply_analysis(
             return False
         event.refresh_from_db()
         score = event.ai_score or 0
+        alert = _raise_ai_alert(event) if score > settings.AI_ALERT_THRESHOLD else None
         if score > settings.AI_NOTIFY_THRESHOLD:
             severity = "critical" if score > settings.AI_ALERT_THRESHOLD else "high"
-            get_connection_manager().broadcast_notification(
-                notification_data(event), severity=severity
-            )
-        if score > settings.AI_ALERT_THRESHOLD:
-            _raise_ai_alert(event)
+            data = notification_data(event)
+            if alert is not None:
+                data["alert_id"] = alert.alert_id  # lets a client open the alert it raised
+            get_connection_manager().broadcast_notification(data, severity=severity)
     return True
 
 
@@ -180,7 +181,8 @@ def ai_alert_key(event: SecurityEvent) -> str:
     return f"ai:event:{event.pk}"
 
 
-def _raise_ai_alert(event: SecurityEvent) -> None:
+def _raise_ai_alert(event: SecurityEvent):
+    """The alert created for this event now, or None if it had one before (never a second)."""
     from alerts.models import Alert, AlertSource
     from alerts.services import create_alert
     from siem.choices import Severity
@@ -188,12 +190,12 @@ def _raise_ai_alert(event: SecurityEvent) -> None:
     key = ai_alert_key(event)
     # Any alert with this key, open or closed: an analyst who resolved it is not paged again.
     if Alert.objects.filter(dedup_key=key).exists():
-        return
+        return None
     score = event.ai_score or 0
     category = event.ai_category or "unknown"
     try:
         with transaction.atomic():
-            create_alert(
+            return create_alert(
                 title=f"AI: {category.replace('_', ' ')} on {event.computer}"[:255],
                 severity=max(event.severity, Severity.CRITICAL if score >= 95 else Severity.HIGH),
                 category=category,
@@ -211,6 +213,7 @@ def _raise_ai_alert(event: SecurityEvent) -> None:
     except IntegrityError:
         # The partial unique index saw a concurrent open alert with this key: it exists once.
         logger.info("AI alert for event %s already raised concurrently", event.pk)
+        return None
 
 
 def record_analysis_failure(

@@ -67,7 +67,10 @@ def test_scores_around_70_and_85_notify_and_alert_exactly_as_specified(llm):
         "ai_category": "intrusion",
         "ai_description": "verdict for S-86",
         "message": "process on S-86",
+        "alert_id": Alert.objects.get(hostname="S-86").alert_id,
     }
+    # A `high` notification raised no alert, so it names none.
+    assert "alert_id" not in next(n for n in notes if n["data"]["computer"] == "S-85")["data"]
     # The dashboard gets the same notifications plus the alerts.
     assert content(by_type(received["dashboard"], "notification")) == content(notes)
     created = by_type(received["alerts"], "alert")
@@ -98,6 +101,7 @@ def test_the_same_event_never_gets_a_second_alert(llm):
 
     assert Alert.objects.count() == 1
     assert [n["severity"] for n in received["notifications"]] == ["critical"]
+    assert "alert_id" not in received["notifications"][0]["data"]
     assert received["alerts"] == []
 
 
