@@ -143,6 +143,21 @@ def stop_servers(procs: list[subprocess.Popen]) -> None:
             proc.kill()
 
 
+def delete_redis_keys(redis_url: str, prefix: str) -> None:
+    """Remove what this run left in Redis (detection windows, presence) under its own prefix."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    batch = []
+    for key in client.scan_iter(f"{prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            client.delete(*batch)
+            batch = []
+    if batch:
+        client.delete(*batch)
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of the given processes (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -320,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             listener.close()
         if not args.keep_db:
             drop_database(args)
+        delete_redis_keys(args.redis_url, env["REDIS_KEY_PREFIX"])
     result["load_average_before"] = [round(x, 2) for x in load_before]
     # CPU spent per stored event by everything this benchmark runs (daphne, its PostgreSQL
     # backends, the load generator), and what that would allow if all cores were ours.

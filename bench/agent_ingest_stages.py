@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         connections.close_all()
         with psycopg.connect(f"{args.pg_url}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        import redis
+
+        client = redis.Redis.from_url(args.redis_url)
+        for key in client.scan_iter(f"{os.environ['REDIS_KEY_PREFIX']}:*", count=1000):
+            client.delete(key)  # what this run left under its own prefix
     events = args.batches * args.batch_size
     print(f"{events} events in {args.batches} batches of {args.batch_size}; load average "
           f"before: {results.pop('_load')}")  # fmt: skip
