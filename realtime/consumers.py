@@ -7,12 +7,13 @@ Life of a socket:
    hub, or in `layer` mode the groups `siem.<channel>` and `siem.session.<jti>`), then
    re-check the session: a logout that happened between validation and subscribing would
    otherwise never reach this socket.
-3. Record presence, send the `connection` message (broadcasts that arrived meanwhile follow
-   it), log the guide's two lines.
+3. Record presence, send the `connection` message (with the channel's `seq`), then with
+   `?since=` the missed messages from the history (or `resync_required`), then broadcasts
+   that arrived meanwhile; log the guide's two lines.
 4. Serve: `ping` → `pong`; anything else → `error`, the socket stays open. Broadcasts arrive
    as the JSON text already serialized by the manager, so fan-out costs one send per socket.
-5. Close with `Invalid token` / 4003 when the session is revoked (group message, or the periodic
-   re-check as a safety net when that message was lost) or when the token expires.
+5. Close with `Invalid token` / 4003 when the session is revoked (revocation message, or the
+   periodic re-check as a safety net when that message was lost) or when the token expires.
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 return
         await self._send_json(messages.error(UNSUPPORTED))
 
-    # --- group messages ------------------------------------------------------------------
+    # --- broadcasts ----------------------------------------------------------------------
     async def _greet_and_replay(self, channel: str, since: int | None) -> None:
         """`connection`, then (with `?since=`) what was missed, then what arrived meanwhile.
 
