@@ -467,19 +467,26 @@ def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
     server, open_page, analyst_token
 ):
     page = open_page()
+    sockets, snapshots = [], []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.on("request", lambda r: "/api/v1/events/?page_size=" in r.url and snapshots.append(r.url))
     sign_in(page, server)
+    assert len(sockets) == 1 and len(snapshots) == 1
 
+    page.context.set_offline(True)  # so the page cannot come back before the test says so
     server.kill()
     expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     expect(page.locator("#connection-text")).to_contain_text("Connection lost")
 
     server.start()
-    # Written while the page is still waiting to retry: the page can only learn of it from the
-    # snapshot it reloads after reconnecting.
     missed = unique("Written during the outage")
     missed_id = post_event(server, analyst_token, missed)
+    page.context.set_offline(False)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=45_000)
-    expect(page.locator(f'#event-stream tr[data-event-id="{missed_id}"]')).to_be_attached()
+    expect(page.locator(f'#event-stream tr[data-event-id="{missed_id}"]')).to_contain_text(missed)
+    # It came back through `?since=` replay, not through a reloaded snapshot.
+    assert "since=" in sockets[-1] and "since=" not in sockets[0]
+    assert len(snapshots) == 1
 
     after = unique("After the restart")
     after_id = post_event(server, analyst_token, after)

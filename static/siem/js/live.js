@@ -125,16 +125,22 @@ export class LiveConnection {
       } catch {
         return; // not ours to interpret; the server only sends JSON
       }
-      if (typeof msg.seq === 'number') this.lastSeq = msg.seq;
+      if (msg.type === 'connection') {
+        // A fresh stream starts after the greeting's `seq`; a resumed one after our `since`
+        // (taking the greeting's would skip the replay if this socket dropped during it).
+        if (!resumed && typeof msg.seq === 'number') this.lastSeq = msg.seq;
+        const reconnect = this.everConnected;
+        this.everConnected = true;
+        this.attempt = 0;
+        this.emit('live', { channel: msg.channel });
+        if (reconnect && !resumed) this.onGap('reconnected');
+        return;
+      }
+      if (typeof msg.seq === 'number') {
+        if (this.lastSeq !== null && msg.seq <= this.lastSeq) return; // seen before
+        this.lastSeq = msg.seq;
+      }
       switch (msg.type) {
-        case 'connection': {
-          const reconnect = this.everConnected;
-          this.everConnected = true;
-          this.attempt = 0;
-          this.emit('live', { channel: msg.channel });
-          if (reconnect && !resumed) this.onGap('reconnected');
-          return;
-        }
         case 'pong':
           return;
         case 'error':
