@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.urls import re_path
+from django.utils.decorators import sync_and_async_middleware
 from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.pagination import PageNumberPagination
@@ -106,28 +108,42 @@ def route(pattern: str, view, name: str):
     return re_path(rf"^{pattern}/?$", view, name=name)
 
 
+@sync_and_async_middleware
 def chunked_body_length_middleware(get_response):
     """Give a de-chunked request body its Content-Length, so that DRF reads it.
 
     DRF takes a request without Content-Length to have no body at all, so a client that streams
     (Transfer-Encoding: chunked) would be told its events are missing. Under ASGI, Django has
-    the whole body in a seekable file by the time a view runs, so its size is known.
+    the whole body in a seekable file by the time a view runs, so its size is known. Sync and
+    async capable, so that it keeps Django's ASGI middleware chain asynchronous.
     """
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request):
+            _set_chunked_length(request)
+            return await get_response(request)
+
+        return async_middleware
 
     def middleware(request):
-        meta = request.META
-        if (
-            not meta.get("CONTENT_LENGTH")
-            and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
-        ):
-            stream = getattr(request, "_stream", None)
-            seekable = getattr(stream, "seekable", None)
-            if seekable is not None and seekable():
-                meta["CONTENT_LENGTH"] = str(stream.seek(0, io.SEEK_END))
-                stream.seek(0)
+        _set_chunked_length(request)
         return get_response(request)
 
     return middleware
+
+
+def _set_chunked_length(request) -> None:
+    meta = request.META
+    if (
+        meta.get("CONTENT_LENGTH")
+        or "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
+    ):
+        return
+    stream = getattr(request, "_stream", None)
+    seekable = getattr(stream, "seekable", None)
+    if seekable is not None and seekable():
+        meta["CONTENT_LENGTH"] = str(stream.seek(0, io.SEEK_END))
+        stream.seek(0)
 
 
 def client_ip(request) -> str | None:
