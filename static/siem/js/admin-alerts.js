@@ -10,6 +10,7 @@ const newBox = document.getElementById('live-alerts-new');
 const newList = document.getElementById('live-alerts-list');
 const countEl = document.getElementById('live-alerts-count');
 const arrived = new Map(); // alert_id → data, newest last
+let interrupted = false; // some updates may have been missed
 const SHOWN = 5;
 
 document.getElementById('live-alerts-reload').addEventListener('click', (event) => {
@@ -50,8 +51,10 @@ function findRow(id) {
 
 function showArrived() {
   const count = arrived.size;
-  newBox.hidden = count === 0;
-  countEl.textContent = `${count} new alert${count === 1 ? '' : 's'} since this list was loaded`;
+  newBox.hidden = count === 0 && !interrupted;
+  countEl.textContent = interrupted
+    ? 'Live updates were interrupted: reload the list to see every change'
+    : `${count} new alert${count === 1 ? '' : 's'} since this list was loaded`;
   const newest = [...arrived.values()].slice(-SHOWN).reverse();
   newList.replaceChildren(
     ...newest.map((a) => {
@@ -113,6 +116,10 @@ new LiveConnection({
   // The ticket's session is short-lived by design: when the socket outlives it (4003), get a new
   // ticket. A dead admin session makes `credential()` fail with 403, which stops the loop.
   onAuthLost: () => true,
-  // Nothing to reload in place: the banner's "Reload the list" is the snapshot.
-  onGap: () => {},
+  // Updates may have been missed (the history did not reach back far enough): the list itself
+  // is the snapshot, so say so and offer the reload.
+  onGap: () => {
+    interrupted = true;
+    showArrived();
+  },
 }).start();
