@@ -202,7 +202,7 @@ class Engine:
                 fired[rule.rule_id] += 1
                 self._finding(findings, rule, settings_, view, group).add([event.pk], 1, _ts(event))
             for rule in (*sigma, *self._sigma_any):
-                if rule.rule_id in config.sigma_disabled or not rule.applies(view):
+                if rule.rule_id in config.sigma_disabled or not self._applies(rule, view):
                     continue
                 if rule.generates_alerts:
                     fired[rule.rule_id] += 1
@@ -245,6 +245,15 @@ class Engine:
                     finding.add(hit.reported, len(hit.reported), last, first)
 
         return list(findings.values()), fired
+
+    @staticmethod
+    def _applies(rule: CompiledRule, view: FieldView) -> bool:
+        """A rule that fails on some odd value is a miss for that event, never a lost batch."""
+        try:
+            return rule.applies(view)
+        except Exception:  # noqa: BLE001 - one rule's bug must not stop detection
+            logger.exception("sigma rule %s failed on event %s", rule.rule_id, view.event.pk)
+            return False
 
     @staticmethod
     def _builtin_spec(rule: BuiltinRule, settings_: RuleSettings) -> WindowSpec:
