@@ -483,3 +483,33 @@ def test_keywords_regex_cidr_and_numeric_comparisons_match_like_sigma_says(tmp_p
     assert not rule.applies(
         view({**record, "IpPort": "445", "WorkstationName": "abcdefgh12345678"})
     )
+
+
+@pytest.mark.django_db
+def test_a_rule_that_raises_on_an_event_never_stops_the_other_rules(
+    django_capture_on_commit_callbacks,
+):
+    from alerts.detection.engine import Engine
+    from alerts.detection.sigma import CompiledRule, SigmaRuleSet
+    from events.models import SecurityEvent
+
+    def broken(view):
+        raise ValueError("a bug in a matcher")
+
+    rule = CompiledRule(
+        rule_id="sigma:broken",
+        title="Broken",
+        severity=3,
+        category="sigma",
+        techniques=[],
+        description="",
+        path="broken.yml",
+        match=broken,
+        event_ids=None,
+        channel=None,
+    )
+    cleared = {"EventID": 1102, "Computer": "DC-01", "TimeCreated": "2020-07-22T20:29:27Z"}
+    with django_capture_on_commit_callbacks(execute=False):
+        create_events([normalize_record(cleared)])
+    fired = Engine(SigmaRuleSet(rules=[rule])).process(list(SecurityEvent.objects.all()))
+    assert fired == {"builtin.audit_log_cleared": 1}
