@@ -39,6 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 
+# Everything the servers keep in Redis (detection windows, presence) lives under this prefix,
+# and is removed after the run.
+REDIS_PREFIX = "siem-bench-api"
+
 CODES = [4624, 4624, 4624, 4634, 4634, 4672, 4688, 4688, 4688, 4625, 4769, 5140]
 MESSAGES = {
     4624: "An account was successfully logged on",
@@ -100,7 +104,7 @@ def server_env(args) -> dict[str, str]:
             "SECRET_KEY": secrets.token_urlsafe(48),
             "DATABASE_URL": f"{args.pg_url.rstrip('/')}/{args.database}",
             "REDIS_URL": args.redis_url,
-            "REDIS_KEY_PREFIX": "siem-bench-api",
+            "REDIS_KEY_PREFIX": REDIS_PREFIX,
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             "LOG_LEVEL": "WARNING",
             "MAX_REQUEST_BODY_BYTES": str(32 * 1024 * 1024),
@@ -168,6 +172,23 @@ def wait_ready(base: str, procs: list[subprocess.Popen], timeout: float = 60) ->
             pass
         time.sleep(0.3)
     raise SystemExit("server did not become ready")
+
+
+def remove_redis_keys(redis_url: str) -> int:
+    """Delete this benchmark's own keys (its prefix only; never a FLUSH)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    removed = 0
+    batch = []
+    for key in client.scan_iter(f"{REDIS_PREFIX}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += client.delete(*batch)
+            batch = []
+    if batch:
+        removed += client.delete(*batch)
+    return removed
 
 
 def stop_servers(procs: list[subprocess.Popen]) -> None:
@@ -413,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.breakdown:
         env = server_env(args)
         prepare_database(args, env)
-        for name, ms in breakdown(args, env).items():
-            print(f"{ms:8.1f} ms  {name}")
+        try:
+            for name, ms in breakdown(args, env).items():
+                print(f"{ms:8.1f} ms  {name}")
+        finally:
+            remove_redis_keys(args.redis_url)
         return 0
 
     procs: list[subprocess.Popen] = []
@@ -433,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_servers(procs)
         if listener is not None:
             listener.close()
+            remove_redis_keys(args.redis_url)
     result.update(
         clients=args.clients, batch=args.batch, workers=None if args.url else args.workers
     )
