@@ -158,6 +158,22 @@ def test_wrong_password_is_refused_with_a_reason_and_the_right_one_shows_the_cou
     assert page.context.cookies() == []
 
 
+def test_a_throttled_sign_in_shows_the_servers_reason(server, open_page):
+    page = open_page()
+    page.goto(f"{server.url}/")
+    # A user name of its own: the throttle counts failures per name (and per address, higher).
+    for _ in range(8):
+        page.fill("#signin-username", "ghost")
+        page.fill("#signin-password", "wrong")
+        page.click("#signin-submit")
+        expect(page.locator("#signin-submit")).to_be_enabled()
+        if "Too many" in page.inner_text("#signin-error"):
+            break
+    expect(page.locator("#signin-error")).to_contain_text(
+        "Sign-in failed: Too many failed login attempts."
+    )
+
+
 # --- live event stream, alert feed, counters ---------------------------------------------------
 def test_an_event_and_an_alert_posted_through_the_api_appear_live(server, open_page, analyst_token):
     page = open_page()

@@ -46,6 +46,10 @@ export class Counters {
 
   /** Replace with the server's numbers (REST snapshot or a `statistics` message). */
   set(stats) {
+    // A REST snapshot answered after a newer `statistics` message must not roll it back.
+    const known = this.stats ? parseTime(this.stats.updated_at) : null;
+    const incoming = parseTime(stats.updated_at);
+    if (known !== null && incoming !== null && incoming < known) return;
     this.stats = structuredClone(stats);
     this.render();
     const at = parseTime(stats.updated_at);
