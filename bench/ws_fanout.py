@@ -84,6 +84,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url", default="", help="Redis for the run (default: REDIS_URL or local 6379)"
     )
+    parser.add_argument("--payload-bytes", type=int, default=0, help="padding per event (0)")
+    parser.add_argument(
+        "--max-buffer-bytes",
+        type=int,
+        default=None,
+        help="servers' REALTIME_MAX_BUFFER_BYTES (0 disables slow-client protection)",
+    )
+    parser.add_argument(
+        "--slow-client-sec", type=int, default=None, help="REALTIME_SLOW_CLIENT_SEC"
+    )
     return parser.parse_args(argv)
 
 
@@ -154,7 +164,7 @@ class LiteClient(asyncio.Protocol):
             return
         at = payload.find(MARK_BYTES)
         if at >= 0:
-            seq, sent = payload[at + len(MARK_BYTES) :].split(b'"', 1)[0].split(b" ")
+            seq, sent = payload[at + len(MARK_BYTES) :].split(b'"', 1)[0].split(b" ")[:2]
             self.sink.append((int(seq), now - float(sent)))
 
 
@@ -232,6 +242,10 @@ def main(argv=None) -> dict:
     extra = dict(FANOUTS[args.fanout])
     if args.redis_url:
         extra["REDIS_URL"] = args.redis_url
+    if args.max_buffer_bytes is not None:
+        extra["REALTIME_MAX_BUFFER_BYTES"] = str(args.max_buffer_bytes)
+    if args.slow_client_sec is not None:
+        extra["REALTIME_SLOW_CLIENT_SEC"] = str(args.slow_client_sec)
     cluster = Cluster(workdir, ports, extra)
     print(f"[bench] preparing database and {args.servers} daphne ({args.fanout} fan-out)…")
     cluster.prepare(PASSWORD)
@@ -288,6 +302,7 @@ def main(argv=None) -> dict:
         writes = int(args.rate * args.duration)
         interval = 1.0 / args.rate
         write_ms: list[float] = []
+        padding = " " + "x" * args.payload_bytes if args.payload_bytes else ""
         t_start = time.time()
         for seq in range(writes):
             target = t_start + seq * interval
@@ -295,7 +310,7 @@ def main(argv=None) -> dict:
             if delay > 0:
                 time.sleep(delay)
             began = time.time()
-            create_events([{**WARMUP_EVENT, "message": f"bench {seq} {began:.6f}"}])
+            create_events([{**WARMUP_EVENT, "message": f"bench {seq} {began:.6f}{padding}"}])
             write_ms.append((time.time() - began) * 1000)
         t_end = time.time()
         # Drain: until everything arrived, or nothing new for DRAIN_QUIET_SEC (what is still
@@ -367,6 +382,9 @@ def main(argv=None) -> dict:
         "daphne_cpu_percent_of_one_core": round(100 * cpu_used / (t_end - t_start), 1),
         "client_cpu_percent_of_one_core": round(100 * client_cpu / (t_end - t_start), 1),
         "daphne_cpu_us_per_delivery": round(1e6 * cpu_used / max(received, 1), 1),
+        "slow_clients_closed": sum(
+            cluster.log(port).count("Closing a WebSocket that stopped reading") for port in ports
+        ),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     print(f"[bench] {json.dumps(result, indent=2)}")
