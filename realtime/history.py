@@ -15,6 +15,7 @@ Because Redis runs the script atomically, publish order equals `seq` order on ev
 
 from __future__ import annotations
 
+import redis
 from django.conf import settings
 
 from realtime import presence
@@ -83,19 +84,29 @@ def _args(sends: list[tuple[str, str]]) -> list:
 _sync_scripts: dict[int, object] = {}
 
 
+# One retry on a connection error: after a Redis restart the first command on a pooled
+# connection finds it closed, and that broadcast would otherwise be lost. (Should the script
+# have run and only its reply been lost, the retry sends the messages once more, with new
+# `seq`s: a duplicate is better than a gap.)
 def publish(sends: list[tuple[str, str]]) -> None:
     """Sequence, record and publish (sync: views, admin, tasks, commands)."""
     client = presence._client()
     script = _sync_scripts.get(id(client))
     if script is None:
         script = _sync_scripts[id(client)] = client.register_script(PUBLISH_LUA)
-    script(args=_args(sends))
+    try:
+        script(args=_args(sends))
+    except redis.ConnectionError:
+        script(args=_args(sends))
 
 
 async def apublish(sends: list[tuple[str, str]]) -> None:
     """Sequence, record and publish (async)."""
     client = presence._aclient()
-    await client.eval(PUBLISH_LUA, 0, *_args(sends))
+    try:
+        await client.eval(PUBLISH_LUA, 0, *_args(sends))
+    except redis.ConnectionError:
+        await client.eval(PUBLISH_LUA, 0, *_args(sends))
 
 
 def log_key(channel: str) -> str:
