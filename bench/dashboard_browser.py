@@ -115,7 +115,7 @@ def main() -> None:
             rows = page.locator("#event-stream tr").count()
             browser.close()
     finally:
-        server.stop()
+        server.cleanup()
 
     print(f"bursts: {args.bursts} × {args.burst_size} events (one bulk POST, a message per event)")
     print(

@@ -140,7 +140,7 @@ def main() -> None:
             browser.close()
             simulation.wait(timeout=60)
     finally:
-        server.stop()
+        server.cleanup()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from siem import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("dashboard/", views.dashboard),
-    # Before admin.site.urls: a staff session's short-lived credential for the live alert list.
+    # Before admin.site.urls: a staff session's one-time WebSocket ticket (live alert list).
     path("admin/live-ticket/", views.admin_live_ticket, name="admin-live-ticket"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("siem.api_urls")),

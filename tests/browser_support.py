@@ -9,6 +9,7 @@ users, broadcast statistics). Chromium is Debian's (`apt-get install chromium`).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -157,6 +159,18 @@ class LiveServer:
     def restart(self) -> None:
         self.kill()
         self.start()
+
+    def cleanup(self) -> None:
+        """Stop, then remove this server's files and its own Redis keys (never anyone else's)."""
+        self.stop()
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=f"{self.prefix}:*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.delete(*keys[start : start + 500])
+        finally:
+            client.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- the REST API, as a client -------------------------------------------------------------
     def login(self, username: str) -> str:

@@ -7,7 +7,6 @@ Users (password `Passw0rd!x`): `admin` — group admin, staff (signs in to the D
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from pathlib import Path
 
@@ -28,8 +27,7 @@ def server():
     srv.prepare()
     srv.start()
     yield srv
-    srv.stop()
-    shutil.rmtree(srv.workdir, ignore_errors=True)
+    srv.cleanup()
 
 
 @pytest.fixture

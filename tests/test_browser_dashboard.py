@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
 from pathlib import Path
 
@@ -32,8 +31,7 @@ def server():
     srv.prepare()
     srv.start()
     yield srv
-    srv.stop()
-    shutil.rmtree(srv.workdir, ignore_errors=True)
+    srv.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -474,8 +472,7 @@ def test_a_gap_longer_than_the_history_makes_the_page_reload_its_panels(browser)
         expect(page.locator("#app")).to_have_attribute("data-snapshot", "loaded")
     finally:
         context.close()
-        short.stop()
-        shutil.rmtree(short.workdir, ignore_errors=True)
+        short.cleanup()
 
 
 # --- resilience: keep this last, it restarts the module's server -----------------------------
