@@ -45,12 +45,12 @@ class AgentAdmin(admin.ModelAdmin):
     def token_active(self, obj: Agent) -> bool:
         return obj.token_active
 
-    @admin.action(description="Revoke the selected agents' tokens")
+    @admin.action(permissions=["change"], description="Revoke the selected agents' tokens")
     def revoke_tokens(self, request, queryset):
         count = sum(services.revoke_agent_token(agent, actor=request.user) for agent in queryset)
         self.message_user(request, f"Revoked {count} agent token(s).", messages.SUCCESS)
 
-    @admin.action(description="Mark the selected agents offline")
+    @admin.action(permissions=["change"], description="Mark the selected agents offline")
     def mark_offline(self, request, queryset):
         count = sum(
             services.mark_offline(agent, reason=f"set by {request.user}") for agent in queryset

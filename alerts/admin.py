@@ -75,7 +75,7 @@ class AlertAdmin(admin.ModelAdmin):
     inlines = [AlertActivityInline]
     actions = ["acknowledge_selected", "resolve_selected", "mark_false_positive"]
 
-    @admin.action(description="Acknowledge selected alerts (assign to me)")
+    @admin.action(permissions=["change"], description="Acknowledge selected alerts (assign to me)")
     def acknowledge_selected(self, request, queryset):
         _apply(
             self,
@@ -85,7 +85,7 @@ class AlertAdmin(admin.ModelAdmin):
             lambda alert: services.acknowledge_alert(alert, actor=request.user),
         )
 
-    @admin.action(description="Resolve selected alerts")
+    @admin.action(permissions=["change"], description="Resolve selected alerts")
     def resolve_selected(self, request, queryset):
         _apply(
             self,
@@ -97,7 +97,7 @@ class AlertAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Mark selected alerts as false positives")
+    @admin.action(permissions=["change"], description="Mark selected alerts as false positives")
     def mark_false_positive(self, request, queryset):
         _apply(
             self,

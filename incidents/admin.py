@@ -61,7 +61,7 @@ class IncidentAdmin(admin.ModelAdmin):
         if done:
             self.message_user(request, f"{verb.capitalize()} {done} incident(s).", messages.SUCCESS)
 
-    @admin.action(description="Escalate selected incidents")
+    @admin.action(permissions=["change"], description="Escalate selected incidents")
     def escalate_selected(self, request, queryset):
         self._apply(
             request,
@@ -72,7 +72,7 @@ class IncidentAdmin(admin.ModelAdmin):
             ),
         )
 
-    @admin.action(description="Close selected incidents")
+    @admin.action(permissions=["change"], description="Close selected incidents")
     def close_selected(self, request, queryset):
         self._apply(
             request,
