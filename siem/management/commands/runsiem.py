@@ -133,6 +133,8 @@ class Command(BaseCommand):
     def prepare(self, options) -> None:
         self.say("Database: applying migrations…")
         call_command("migrate", interactive=False, verbosity=0)
+        # whitenoise serves the admin's and the dashboard's files from STATIC_ROOT.
+        call_command("collectstatic", interactive=False, verbosity=0)
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
 
