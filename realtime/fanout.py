@@ -108,6 +108,11 @@ class Hub:
                     logger.warning("Real-time subscription lost (%r); reconnecting", exc)
                 self.subscribed.clear()
                 await asyncio.sleep(RECONNECT_DELAY_SEC)
+            except Exception:
+                # A bug must not silently end delivery for every socket of this process.
+                logger.exception("Real-time fan-out failed; resubscribing")
+                self.subscribed.clear()
+                await asyncio.sleep(RECONNECT_DELAY_SEC)
             finally:
                 await _close(pubsub, client)
         self.subscribed.clear()
