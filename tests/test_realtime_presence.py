@@ -97,3 +97,16 @@ def test_counts_are_zero_not_an_error_when_redis_is_unreachable(settings, caplog
     assert manager.get_channel_count("alerts") == 0
     assert manager.get_total_connections() == 0
     assert "Redis unreachable" in caplog.text
+
+
+def test_session_recheck_handles_more_sessions_than_one_query_can_list(admin_user):
+    """The safety-net re-check asks in chunks (SQL Server: at most 2,100 parameters)."""
+    from accounts.models import Session
+    from realtime.consumers import _inactive_jtis
+
+    live = [issue_access_token(admin_user)[1].jti for _ in range(3)]
+    Session.objects.filter(jti=live[0]).update(
+        revoked_at=Session.objects.get(jti=live[0]).issued_at
+    )
+    unknown = [f"gone-{i}" for i in range(1200)]
+    assert _inactive_jtis(live + unknown) == {live[0], *unknown}
