@@ -94,19 +94,28 @@ def publish(sends: list[tuple[str, str]]) -> None:
     script = _sync_scripts.get(id(client))
     if script is None:
         script = _sync_scripts[id(client)] = client.register_script(PUBLISH_LUA)
-    try:
-        script(args=_args(sends))
-    except redis.ConnectionError:
-        script(args=_args(sends))
+    for chunk in _chunks(sends):
+        try:
+            script(args=_args(chunk))
+        except redis.ConnectionError:
+            script(args=_args(chunk))
 
 
 async def apublish(sends: list[tuple[str, str]]) -> None:
     """Sequence, record and publish (async)."""
     client = presence._aclient()
-    try:
-        await client.eval(PUBLISH_LUA, 0, *_args(sends))
-    except redis.ConnectionError:
-        await client.eval(PUBLISH_LUA, 0, *_args(sends))
+    for chunk in _chunks(sends):
+        try:
+            await client.eval(PUBLISH_LUA, 0, *_args(chunk))
+        except redis.ConnectionError:
+            await client.eval(PUBLISH_LUA, 0, *_args(chunk))
+
+
+def _chunks(sends: list[tuple[str, str]], size: int = 200):
+    """A bulk write (1,000 events → 2,000 messages) in several script calls, so Redis is never
+    blocked by one long script; order is kept."""
+    for start in range(0, len(sends), size):
+        yield sends[start : start + size]
 
 
 def log_key(channel: str) -> str:
