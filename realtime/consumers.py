@@ -234,6 +234,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     complete, replayed, latest = await history.replay(channel, since)
             except (redis.RedisError, OSError):
                 complete, latest = False, None
+            if latest is not None:
+                self._hub.note_position(channel, latest)
         await self._send_json({**messages.connection(channel), "seq": latest or 0})
         if since is not None:
             if not complete:

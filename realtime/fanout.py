@@ -66,6 +66,11 @@ class Hub:
             return False
         return True
 
+    def note_position(self, name: str, seq: int) -> None:
+        """A socket was greeted at `seq`: from here on this process must see every message of
+        the channel (a jump is filled from the history, or its sockets are told to resync)."""
+        self.last_seq.setdefault(name, seq)
+
     def remove(self, consumer) -> None:
         members = self.channels.get(consumer.channel)
         if members is not None:

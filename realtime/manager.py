@@ -21,6 +21,9 @@ import asyncio
 import json
 import logging
 import re
+import threading
+import time
+from collections import deque
 from typing import Any
 
 import redis
@@ -154,31 +157,37 @@ class ConnectionManager:
         return asyncio.ensure_future(self._send(sends))
 
     def _send_sync(self, sends: list[Send]) -> None:
+        hub = fanout_mode() == "hub"
+        if hub and _backlog.offer(sends):
+            return  # earlier broadcasts still wait for Redis: keep commit order
         try:
-            if fanout_mode() == "hub":
+            if hub:
                 from realtime import history
 
                 history.publish(sends)
             else:
                 async_to_sync(self._send)(sends)
         except (redis.RedisError, OSError) as exc:
-            self._failed(sends, exc)
+            self._failed(sends, exc, retry=hub)
         except Exception as exc:  # never into the caller: the write has committed
             logger.exception("Broadcast of %d message(s) failed", len(sends))
             self._failed(sends, exc)
 
     async def _send(self, sends: list[Send]) -> None:
+        hub = fanout_mode() == "hub"
+        if hub and _backlog.offer(sends):
+            return
         try:
             # Bounded: a hung Redis must not hold a request (or a worker) hostage.
             async with asyncio.timeout(SEND_TIMEOUT_SEC):
-                if fanout_mode() == "hub":
+                if hub:
                     from realtime import history
 
                     await history.apublish(sends)
                 else:
                     await self._send_layer(sends)
         except Exception as exc:
-            self._failed(sends, exc)
+            self._failed(sends, exc, retry=hub)
 
     async def _send_layer(self, sends: list[Send]) -> None:
         layer = get_channel_layer()
@@ -194,13 +203,87 @@ class ConnectionManager:
                 await layer.group_send(group_name(route), {"type": "broadcast", "text": text})
 
     @staticmethod
-    def _failed(sends: list[Send], exc: BaseException) -> None:
+    def _failed(sends: list[Send], exc: BaseException, retry: bool = False) -> None:
         # Redis down or unreachable: the write is committed and stays; log, never raise.
         logger.warning(
-            "Broadcast of %d message(s) failed (Redis unavailable?): %r", len(sends), exc
+            "Broadcast of %d message(s) failed (Redis unavailable?): %r%s",
+            len(sends),
+            exc,
+            "; queued for retry" if retry else "",
         )
+        if retry:
+            _backlog.push(sends)
 
 
+class _Backlog:
+    """Hub broadcasts that could not be published, retried in order by one thread per process.
+
+    While it holds anything, new broadcasts queue behind it, so clients still see writes in
+    commit order and a client resuming with `since` misses nothing once Redis is back (they
+    get their `seq` when published). Bounded by REALTIME_BACKLOG_MAX messages: past that the
+    oldest are dropped, with an error in the log. In memory: a process that exits while Redis
+    is still down loses what it holds (its writes are in the database).
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[list[Send]] = deque()
+        self._count = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def offer(self, sends: list[Send]) -> bool:
+        """Queue `sends` behind earlier failures; False when nothing waits (publish now)."""
+        with self._lock:
+            if not self._items:
+                return False
+            self._push(sends)
+            return True
+
+    def push(self, sends: list[Send]) -> None:
+        with self._lock:
+            self._push(sends)
+
+    def _push(self, sends: list[Send]) -> None:
+        self._items.append(sends)
+        self._count += len(sends)
+        limit = int(getattr(settings, "REALTIME_BACKLOG_MAX", 10_000))
+        while self._count > limit and len(self._items) > 1:
+            dropped = self._items.popleft()
+            self._count -= len(dropped)
+            logger.error("Real-time backlog full: %d message(s) dropped", len(dropped))
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._drain, name="realtime-backlog", daemon=True
+            )
+            self._thread.start()
+
+    def _drain(self) -> None:
+        from realtime import history
+
+        published = 0
+        while True:
+            with self._lock:
+                if not self._items:
+                    self._thread = None
+                    break
+                head = self._items[0]
+            try:
+                history.publish(head)
+            except (redis.RedisError, OSError):
+                time.sleep(BACKLOG_RETRY_SEC)
+                continue
+            except Exception:
+                logger.exception("Real-time backlog: %d message(s) dropped", len(head))
+            with self._lock:
+                if self._items and self._items[0] is head:
+                    self._items.popleft()
+                    self._count -= len(head)
+            published += len(head)
+        logger.warning("Redis is back: %d queued broadcast(s) published", published)
+
+
+BACKLOG_RETRY_SEC = 0.5
+_backlog = _Backlog()
 _manager = ConnectionManager()
 
 

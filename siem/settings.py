@@ -268,6 +268,8 @@ REALTIME_SLOW_CLIENT_SEC = env_int("REALTIME_SLOW_CLIENT_SEC", 10, minimum=1)
 # Per-channel history for `?since=` (realtime/history.py): entries kept (approximately) and age.
 REALTIME_HISTORY_MAX = env_int("REALTIME_HISTORY_MAX", 2000, minimum=1)
 REALTIME_HISTORY_MAX_AGE_SEC = env_int("REALTIME_HISTORY_MAX_AGE_SEC", 600, minimum=1)
+# Broadcasts kept in memory (per process) while Redis is unreachable, published once it is back.
+REALTIME_BACKLOG_MAX = env_int("REALTIME_BACKLOG_MAX", 10_000, minimum=0)
 # Lifetime of a one-time `?ticket=` from POST /api/v1/auth/ws-ticket (realtime/tickets.py).
 REALTIME_TICKET_TTL_SEC = env_int("REALTIME_TICKET_TTL_SEC", 30, minimum=1)
 REALTIME_FANOUT = env_str("REALTIME_FANOUT", "hub").strip().lower()

@@ -37,6 +37,7 @@ class PrivateRedis:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
         self.process: subprocess.Popen | None = None
+        self.extra: list[str] = ["--save", "", "--appendonly", "no"]
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -46,10 +47,7 @@ class PrivateRedis:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -93,6 +91,8 @@ ALERT = {"severity": 4, "category": "brute_force", "hostname": "WS-001"}
 def test_writes_succeed_while_redis_is_down_and_broadcasts_resume_after(
     private_redis, admin_user, caplog
 ):
+    """Redis restarted without persistence: the open socket is told `resync_required` (the
+    history is gone), then the live stream continues by itself — nothing restarted."""
     token = issue_access_token(admin_user)[0]
 
     async def scenario():
@@ -103,28 +103,65 @@ def test_writes_succeed_while_redis_is_down_and_broadcasts_resume_after(
         )
         private_redis.start()
         restarted = time.monotonic()
-        # Keep writing until one reaches the socket; the first that does proves the
-        # subscription came back by itself (no restart of anything).
-        received = None
-        for attempt in range(40):
-            await database_sync_to_async(alert_services.create_alert)(
-                title=f"after the outage {attempt}", **ALERT
-            )
-            # (receive_nothing, not a receive timeout: a timeout would cancel the consumer)
-            if not await client.nothing_more(0.5):
-                received = await client.receive()
+        await database_sync_to_async(alert_services.create_alert)(title="after the outage", **ALERT)
+        got = []
+        # (receive_nothing, not a receive timeout: a timeout would cancel the consumer)
+        while not await client.nothing_more(3):
+            got.append(await client.receive())
+            if got[-1].get("data", {}).get("title") == "after the outage":
                 break
         resumed_after = time.monotonic() - restarted
         await client.close()
-        return during, received, resumed_after
+        return during, got, resumed_after
 
-    during, received, resumed_after = async_to_sync(scenario)()
+    during, got, resumed_after = async_to_sync(scenario)()
     print(f"broadcasts resumed {resumed_after:.2f} s after Redis came back")
     assert Alert.objects.filter(pk=during.pk).exists()  # the write stood
     assert "Broadcast of 2 message(s) failed" in caplog.text  # logged, not raised
-    assert received is not None
-    assert received["type"] == "alert"
-    assert received["data"]["title"].startswith("after the outage")
+    assert got[0]["type"] == "resync_required"  # the history did not survive the restart
+    assert got[-1]["data"]["title"] == "after the outage"
+
+
+@pytest.fixture
+def persistent_redis(private_redis, tmp_path):
+    """The private Redis again, restarted with an append-only file: a restart keeps data."""
+    private_redis.kill()
+    private_redis.extra = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path)]
+    private_redis.start()
+    return private_redis
+
+
+def test_broadcasts_made_while_redis_is_down_are_delivered_once_it_is_back(
+    persistent_redis, admin_user
+):
+    """Nothing lost, in order: queued while Redis is down, published (and sequenced) after,
+    both to the open socket and to a client resuming with `since`."""
+    token = issue_access_token(admin_user)[0]
+
+    async def scenario():
+        client = await open_channel("alerts", token)
+        await database_sync_to_async(alert_services.create_alert)(title="before", **ALERT)
+        before = await client.receive()
+        persistent_redis.kill()
+        for title in ("during 1", "during 2"):
+            await database_sync_to_async(alert_services.create_alert)(title=title, **ALERT)
+        persistent_redis.start()
+        await database_sync_to_async(alert_services.create_alert)(title="after", **ALERT)
+        live = []
+        while not await client.nothing_more(3):
+            live.append(await client.receive())
+        await client.close()
+        resumed = Client(f"/ws/alerts?token={token}&since={before['seq']}")
+        await resumed.connect()
+        await resumed.receive()  # connection
+        replayed = [await resumed.receive() for _ in range(3)]
+        await resumed.close()
+        return before, live, replayed
+
+    before, live, replayed = async_to_sync(scenario)()
+    for got in (live, replayed):
+        assert [m["data"]["title"] for m in got] == ["during 1", "during 2", "after"]
+        assert [m["seq"] for m in got] == [before["seq"] + i for i in (1, 2, 3)]
 
 
 def test_after_a_redis_restart_a_resuming_client_is_told_to_resync(private_redis, admin_user):
