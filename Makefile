@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench help
+.PHONY: run test lint bench-ingest help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -17,6 +17,9 @@ test: $(VENV)/.installed  ## run the test suite (SQLite; DATABASE_URL=postgres:/
 lint: $(VENV)/.installed  ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench-ingest: $(VENV)/.installed  ## REST ingestion benchmark (PostgreSQL at 127.0.0.1:5432)
+	$(BIN)/python bench/ingest_bulk.py
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
