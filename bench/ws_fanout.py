@@ -29,6 +29,7 @@ import base64
 import json
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -337,6 +338,10 @@ def main(argv=None) -> dict:
             if proc.is_alive():
                 proc.kill()
         cluster.stop_all()
+    slow_closed = sum(
+        cluster.log(port).count("Closing a WebSocket that stopped reading") for port in ports
+    )
+    shutil.rmtree(workdir, ignore_errors=True)
 
     client_cpu = sum(cpu for cpu, _share in per_proc)
     per_proc = [share for _cpu, share in per_proc]
@@ -383,9 +388,7 @@ def main(argv=None) -> dict:
         "daphne_cpu_percent_of_one_core": round(100 * cpu_used / (t_drained - t_start), 1),
         "client_cpu_percent_of_one_core": round(100 * client_cpu / (t_drained - t_start), 1),
         "daphne_cpu_us_per_delivery": round(1e6 * cpu_used / max(received, 1), 1),
-        "slow_clients_closed": sum(
-            cluster.log(port).count("Closing a WebSocket that stopped reading") for port in ports
-        ),
+        "slow_clients_closed": slow_closed,
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     print(f"[bench] {json.dumps(result, indent=2)}")
