@@ -1,39 +1,19 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.db import transaction
+from django.contrib import admin
 
 from alerts import services
 from alerts.detection import admin as detection_admin  # noqa: F401 - registers rule pages
 from alerts.models import Alert, AlertActivity
-from siem.errors import InvalidTransition
+from siem.admin_common import ActivityInline, apply_to_each
 
 
-class AlertActivityInline(admin.TabularInline):
+class AlertActivityInline(ActivityInline):
     model = AlertActivity
-    extra = 0
-    can_delete = False
-    fields = ("created_at", "actor_name", "action", "from_status", "to_status", "note")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def _apply(modeladmin, request, queryset, verb: str, change) -> None:
-    """Run a service on each selected alert; report what worked and why the rest did not."""
-    done, refused = 0, []
-    for alert in queryset:
-        try:
-            with transaction.atomic():
-                change(alert)
-            done += 1
-        except InvalidTransition as exc:
-            refused.append(str(exc))
-    if done:
-        modeladmin.message_user(request, f"{verb.capitalize()} {done} alert(s).", messages.SUCCESS)
-    for reason in refused:
-        modeladmin.message_user(request, reason, messages.WARNING)
+    apply_to_each(modeladmin, request, queryset, verb, "alert", change)
 
 
 @admin.register(Alert)

@@ -1,22 +1,14 @@
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.db import transaction
+from django.contrib import admin
 
 from incidents import services
 from incidents.models import Incident, IncidentActivity
-from siem.errors import InvalidTransition
+from siem.admin_common import ActivityInline, apply_to_each
 
 
-class IncidentActivityInline(admin.TabularInline):
+class IncidentActivityInline(ActivityInline):
     model = IncidentActivity
-    extra = 0
-    can_delete = False
-    fields = ("created_at", "actor_name", "action", "from_status", "to_status", "note")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Incident)
@@ -50,16 +42,7 @@ class IncidentAdmin(admin.ModelAdmin):
     actions = ["escalate_selected", "close_selected"]
 
     def _apply(self, request, queryset, verb, change) -> None:
-        done = 0
-        for incident in queryset:
-            try:
-                with transaction.atomic():
-                    change(incident)
-                done += 1
-            except InvalidTransition as exc:
-                self.message_user(request, str(exc), messages.WARNING)
-        if done:
-            self.message_user(request, f"{verb.capitalize()} {done} incident(s).", messages.SUCCESS)
+        apply_to_each(self, request, queryset, verb, "incident", change)
 
     @admin.action(permissions=["change"], description="Escalate selected incidents")
     def escalate_selected(self, request, queryset):
