@@ -23,11 +23,21 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 def test_runsiem_starts_everything_with_embedded_redis_and_stops_cleanly(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
-    env.update(SIEM_DATA_DIR=str(tmp_path), SIEM_IGNORE_DOTENV="1", DEBUG="false",
-               SECRET_KEY="runsiem-test-secret-key", PYTHONUNBUFFERED="1")
+    env.update(
+        SIEM_DATA_DIR=str(tmp_path),
+        SIEM_IGNORE_DOTENV="1",
+        DEBUG="false",
+        SECRET_KEY="runsiem-test-secret-key",
+        PYTHONUNBUFFERED="1",
+    )
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runsiem", "--port", str(port)], cwd=BASE_DIR, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        [sys.executable, "manage.py", "runsiem", "--port", str(port)],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -43,7 +53,9 @@ def test_runsiem_starts_everything_with_embedded_redis_and_stops_cleanly(tmp_pat
         assert "Created the DEMO user 'admin' / 'Admin123!'" in output
         assert (tmp_path / "embedded-redis.url").read_text().startswith("redis://:")
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=10) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/admin/login/", timeout=10
+        ) as response:
             assert response.status == 200
 
         names = " ".join(" ".join(c.cmdline()) for c in psutil.Process(proc.pid).children())
