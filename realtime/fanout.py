@@ -152,18 +152,23 @@ class Hub:
             missed = await history.fetch_range(name, last + 1, until if until else 2**62)
             latest = until if until else await history.current(name)
         except (redis.RedisError, OSError):
-            logger.warning("Cannot fill a gap on channel %s: history unavailable", name)
-            return
+            # Not now (Redis restarting or still loading its data): going live without the
+            # missed messages would lose them, so the reader reconnects and fills the gap from
+            # `last_seq` once the history answers; the message that revealed the gap is in it.
+            logger.warning("Cannot fill a gap on channel %s yet: history unavailable", name)
+            raise
         first = missed[0][0] if missed else latest + 1
         if first > last + 1:
             # The history no longer holds what this process missed (trimmed, or Redis lost
-            # it): its sockets cannot be made whole, so they are told to reload.
+            # it): its sockets cannot be made whole, so they are told to reload everything up
+            # to just before the oldest message the history still has; that one and the rest
+            # follow the notice, so nothing after the reload point is missed either.
             logger.warning("Gap on channel %s beyond the history: clients told to resync", name)
-            notice = messages.resync_required(name, last, latest)
+            reload_point = first - 1
+            notice = messages.resync_required(name, last, reload_point)
             for consumer in list(self.channels.get(name, ())):
-                await consumer.resync(notice, latest)
-            self.last_seq[name] = max(latest, self.last_seq.get(name, 0))
-            return
+                await consumer.resync(notice, reload_point)
+            self.last_seq[name] = max(reload_point, self.last_seq.get(name, 0))
         for seq, text in missed:
             if seq > self.last_seq.get(name, 0):
                 self.last_seq[name] = seq
