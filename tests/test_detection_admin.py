@@ -5,34 +5,18 @@ Users: `admin` (group admin) from conftest, made staff for the admin site.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.urls import reverse
 
-from alerts.detection.engine import get_engine, reset_engine
+from alerts.detection.engine import get_engine
 from alerts.models import DetectionRule, SigmaRule
-
-SIGMA_DIR = Path(django_settings.BASE_DIR).parent / "shared" / "data" / "sigma"
-
-
-def forget_windows() -> None:
-    """Event ids restart with each test database: drop this run's window state in Redis."""
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
+from tests.detection_helpers import SIGMA_DIR, fresh_detection
 
 
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
-    forget_windows()
-    settings.SIGMA_RULES_DIR = str(SIGMA_DIR)
-    reset_engine()
-    yield
-    reset_engine()
+    with fresh_detection(settings, sigma_dir=str(SIGMA_DIR), config_ttl=None):
+        yield
 
 
 @pytest.fixture

@@ -6,38 +6,24 @@ Reads the real captures of ../shared/data/windows (never copied here). Users: no
 from __future__ import annotations
 
 from io import StringIO
-from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
-from alerts.detection.engine import reset_engine
 from alerts.models import Alert
 from events.models import SecurityEvent
+from tests.detection_helpers import DATA, fresh_detection
 
-DATA = Path(django_settings.BASE_DIR).parent / "shared" / "data"
 SPRAY = DATA / "windows" / "attacks" / "eas_kerberos_password_spray_4771.jsonl"
 DCSYNC_EVTX = DATA / "windows" / "evtx" / "CA_DCSync_4662.evtx"
 
 
-def forget_windows() -> None:
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:*detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
-    forget_windows()
-    settings.SIGMA_RULES_DIR = str(DATA / "sigma")
-    settings.DETECTION_CONFIG_TTL_SEC = 0
-    reset_engine()
-    yield
-    forget_windows()
-    reset_engine()
+    with fresh_detection(settings, sigma_dir=str(DATA / "sigma"), pattern="*detect:*"):
+        yield
 
 
 def run(*args) -> str:

@@ -22,36 +22,24 @@ from redis.retry import Retry
 
 from accounts.services import issue_access_token
 from alerts.detection import detect_events
-from alerts.detection.engine import Engine, reset_engine
+from alerts.detection.engine import Engine
 from alerts.detection.windows import WindowSpec, WindowStore
 from alerts.models import Alert, DetectionRule
 from events.models import SecurityEvent
 from events.normalize import normalize_record
 from events.services import create_events
+from tests.detection_helpers import forget_windows, fresh_detection
 from tests.test_ws_consumers import no_presence_records, role_groups  # noqa: F401 (fixtures)
 from tests.ws_helpers import open_channel
 
 START = datetime(2019, 3, 18, 11, 0, 0, tzinfo=UTC)  # imports carry old timestamps
 
 
-def forget_windows() -> None:
-    """Event ids restart with each test database: drop this run's window state in Redis."""
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
     """Own Redis keys per test (event ids restart with each test database) and no Sigma rules."""
-    forget_windows()
-    settings.SIGMA_RULES_DIR = ""
-    settings.DETECTION_CONFIG_TTL_SEC = 0
-    reset_engine()
-    yield
-    forget_windows()
-    reset_engine()
+    with fresh_detection(settings, sigma_dir=""):
+        yield
 
 
 def failed_logon(

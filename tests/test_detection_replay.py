@@ -12,14 +12,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 
-from alerts.detection.engine import reset_engine
 from alerts.detection.replay import ingest
 from alerts.models import Alert
+from tests.detection_helpers import DATA, fresh_detection
 
-DATA = Path(django_settings.BASE_DIR).parent / "shared" / "data"
 WINDOWS = DATA / "windows"
 ATTACKS = WINDOWS / "attacks" / "eas_credaccess_latmove_security.jsonl"
 SPRAY = WINDOWS / "attacks" / "eas_kerberos_password_spray_4771.jsonl"
@@ -31,23 +28,10 @@ BENIGN = [
 DCSYNC_EVTX = WINDOWS / "evtx" / "CA_DCSync_4662.evtx"
 
 
-def forget_windows() -> None:
-    """Event ids restart with each test database: drop this run's window state in Redis."""
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
-    forget_windows()
-    settings.SIGMA_RULES_DIR = str(DATA / "sigma")
-    settings.DETECTION_CONFIG_TTL_SEC = 0
-    reset_engine()
-    yield
-    forget_windows()
-    reset_engine()
+    with fresh_detection(settings, sigma_dir=str(DATA / "sigma")):
+        yield
 
 
 def replay(path: Path, capture) -> None:

@@ -24,8 +24,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from django.core.management import call_command
 from sigma.backends.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
@@ -39,9 +37,8 @@ from alerts.models import Alert
 from alerts.models import SigmaRule as SigmaRuleRow
 from events.normalize import normalize_record
 from events.services import create_events
+from tests.detection_helpers import DATA, SIGMA_DIR, fresh_detection
 
-DATA = Path(django_settings.BASE_DIR).parent / "shared" / "data"
-SIGMA_DIR = DATA / "sigma"
 FILES = [
     DATA / "windows" / "attacks" / "eas_credaccess_latmove_security.jsonl",
     DATA / "windows" / "attacks" / "eas_kerberos_password_spray_4771.jsonl",
@@ -52,23 +49,10 @@ FILES = [
 BRUTE_FORCE_CORRELATION = "sigma:34fb5c3a-2ff6-487d-bfa3-717763f30b2c"
 
 
-def forget_windows() -> None:
-    """Event ids restart with each test database: drop this run's window state in Redis."""
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    keys = list(client.scan_iter(f"{django_settings.REDIS_KEY_PREFIX}:detect:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
 @pytest.fixture(autouse=True)
 def detection_namespace(settings):
-    forget_windows()
-    settings.SIGMA_RULES_DIR = str(SIGMA_DIR)
-    settings.DETECTION_CONFIG_TTL_SEC = 0
-    reset_engine()
-    yield
-    forget_windows()
-    reset_engine()
+    with fresh_detection(settings, sigma_dir=str(SIGMA_DIR)):
+        yield
 
 
 # --- the reference: pySigma's SQLite backend ----------------------------------------------------
