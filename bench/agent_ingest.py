@@ -25,20 +25,23 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import psycopg
+from harness import (
+    ROOT,
+    delete_redis_keys,
+    run_manage,
+    start_servers,
+    stop_servers,
+    wait_ready,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-VENV_BIN = ROOT / ".venv" / "bin"
-PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 
 from agents.simulator import Plan, Simulation, Stats  # noqa: E402  (needs ROOT on sys.path)
 
@@ -73,14 +76,14 @@ def prepare_database(args, env: dict[str, str]) -> None:
     with psycopg.connect(f"{args.pg_url.rstrip('/')}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{args.database}"')
-    run_manage(env, "migrate", "--noinput", "-v", "0")
+    run_manage(env, "migrate", "--noinput", "-v", "0", quiet=True)
     script = (
         "from django.contrib.auth.models import Group, User\n"
         f"u, _ = User.objects.get_or_create(username={VIEWER!r})\n"
         f"u.set_password({VIEWER_PASSWORD!r}); u.save()\n"
         "u.groups.add(Group.objects.get(name='viewer'))\n"
     )
-    run_manage(env, "shell", "-c", script)
+    run_manage(env, "shell", "-c", script, quiet=True)
 
 
 def drop_database(args) -> None:
@@ -91,71 +94,6 @@ def drop_database(args) -> None:
 def stored_events(args) -> int:
     with psycopg.connect(f"{args.pg_url.rstrip('/')}/{args.database}") as conn:
         return conn.execute("SELECT count(*) FROM events_securityevent").fetchone()[0]
-
-
-def run_manage(env: dict[str, str], *argv: str) -> None:
-    subprocess.run(
-        [PYTHON, "manage.py", *argv], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL
-    )
-
-
-def start_servers(args, env) -> tuple[list[subprocess.Popen], socket.socket]:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", args.port))
-    listener.listen(512)
-    fd = listener.fileno()
-    procs = [
-        subprocess.Popen(
-            [str(VENV_BIN / "daphne"), "-v", "0", "--fd", str(fd), "siem.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            pass_fds=[fd],
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(args.workers)
-    ]
-    return procs, listener
-
-
-def wait_ready(base: str, procs: list[subprocess.Popen], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit("a daphne process exited during start-up")
-        try:
-            if httpx.get(f"{base}/api/v1/agents/", timeout=2).status_code == 401:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("server did not become ready")
-
-
-def stop_servers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def delete_redis_keys(redis_url: str, prefix: str) -> None:
-    """Remove what this run left in Redis (detection windows, presence) under its own prefix."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    batch = []
-    for key in client.scan_iter(f"{prefix}:*", count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
-            client.delete(*batch)
-            batch = []
-    if batch:
-        client.delete(*batch)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -324,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     try:
         prepare_database(args, env)
-        procs, listener = start_servers(args, env)
+        procs, listener = start_servers(args.port, args.workers, env, daphne_args=("-v", "0"))
         base = f"http://127.0.0.1:{args.port}"
-        wait_ready(base, procs)
+        wait_ready(f"{base}/api/v1/agents/", procs)
         result = asyncio.run(run_load(args, base, enrollment_key, [p.pid for p in procs]))
         result["stored_in_database"] = stored_events(args)
     finally:

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,10 +33,7 @@ from pathlib import Path
 
 import psycopg
 import requests
-
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
-PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
+from harness import ROOT, delete_redis_keys, run_manage, start_servers, stop_servers, wait_ready
 
 # Everything the servers keep in Redis (detection windows, presence) lives under this prefix,
 # and is removed after the run.
@@ -135,74 +131,6 @@ def prepare_database(args, env: dict[str, str]) -> None:
     run_manage(env, "shell", "-c", script)
 
 
-def run_manage(env: dict[str, str], *argv: str) -> None:
-    subprocess.run([PYTHON, "manage.py", *argv], cwd=ROOT, env=env, check=True)
-
-
-def start_servers(args, env: dict[str, str]) -> tuple[list[subprocess.Popen], socket.socket]:
-    """`--workers` daphne processes accepting on one shared listening socket."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", args.port))
-    listener.listen(256)
-    fd = listener.fileno()
-    procs = []
-    for _ in range(args.workers):
-        procs.append(
-            subprocess.Popen(
-                [str(VENV_BIN / "daphne"), "--fd", str(fd), "siem.asgi:application"],
-                cwd=ROOT,
-                env=env,
-                pass_fds=[fd],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-    return procs, listener
-
-
-def wait_ready(base: str, procs: list[subprocess.Popen], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit("a daphne process exited during start-up")
-        try:
-            if requests.get(f"{base}/api/v1/auth/me", timeout=2).status_code == 401:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("server did not become ready")
-
-
-def remove_redis_keys(redis_url: str) -> int:
-    """Delete this benchmark's own keys (its prefix only; never a FLUSH)."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    removed = 0
-    batch = []
-    for key in client.scan_iter(f"{REDIS_PREFIX}:*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            removed += client.delete(*batch)
-            batch = []
-    if batch:
-        removed += client.delete(*batch)
-    return removed
-
-
-def stop_servers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-# --- load --------------------------------------------------------------------------------------
 def login(base: str, username: str, password: str) -> str:
     response = requests.post(
         f"{base}/api/v1/auth/login",
@@ -438,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, ms in breakdown(args, env).items():
                 print(f"{ms:8.1f} ms  {name}")
         finally:
-            remove_redis_keys(args.redis_url)
+            delete_redis_keys(args.redis_url, REDIS_PREFIX)
         return 0
 
     procs: list[subprocess.Popen] = []
@@ -449,15 +377,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             env = server_env(args)
             prepare_database(args, env)
-            procs, listener = start_servers(args, env)
+            procs, listener = start_servers(args.port, args.workers, env)
             base = f"http://127.0.0.1:{args.port}"
-            wait_ready(base, procs)
+            wait_ready(f"{base}/api/v1/auth/me", procs)
         result = run_load(args, base, procs)
     finally:
         stop_servers(procs)
         if listener is not None:
             listener.close()
-            remove_redis_keys(args.redis_url)
+            delete_redis_keys(args.redis_url, REDIS_PREFIX)
     result.update(
         clients=args.clients, batch=args.batch, workers=None if args.url else args.workers
     )
