@@ -91,6 +91,11 @@ class ConnectionManager:
             messages.envelope("alert", action, self._as_data(data, messages.alert_data))
         )
 
+    def broadcast_alerts(self, alerts, action: str = "updated"):
+        """Many alerts in one send (a detection micro-batch's repeats)."""
+        batch = [messages.envelope("alert", action, messages.alert_data(a)) for a in alerts]
+        return self._publish_many(batch)
+
     def broadcast_incident(self, data, action: str = "created"):
         return self._publish(
             messages.envelope("incident", action, self._as_data(data, messages.incident_data))

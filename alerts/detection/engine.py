@@ -9,8 +9,8 @@
 3. Correlated rules (built-in brute force / spraying, Sigma correlations) send one atomic window
    update per event to Redis, in one pipeline for the batch; events newly reported by a window
    that reached its threshold are added to the finding of (rule, group).
-4. Each finding becomes one `alerts.services.raise_or_repeat` call: a new alert, or a repeat that
-   adds `count` to the open alert's occurrence_count and broadcasts `updated`.
+4. The findings go to `alerts.services.raise_or_repeat_many`: each is a new alert, or a repeat
+   that adds `count` to the open alert's occurrence_count and broadcasts `updated`.
 
 So a burst of 3,561 failed logons from one attacker is one alert whose occurrence_count is the
 number of failed logons that were part of a qualifying window, whatever the batch sizes and
@@ -30,14 +30,14 @@ from pathlib import Path
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 
 from alerts.detection.builtin import BUILTIN_RULES, BuiltinRule
 from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.fields import FieldView, event_view, remote_source
 from alerts.detection.sigma import CompiledRule, SigmaRuleSet, load_rules
 from alerts.detection.windows import WindowSpec, WindowStore
-from alerts.services import raise_or_repeat
+from alerts.services import raise_or_repeat_many
 
 logger = logging.getLogger(__name__)
 
@@ -282,28 +282,33 @@ class Engine:
 
     @staticmethod
     def raise_alerts(findings: list[Finding]) -> None:
-        """Step 4. One transaction per micro-batch: one commit instead of one per alert, and
-        the alerts locked in key order, so two workers repeating the same alerts never deadlock."""
-        window = timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC)
-        with transaction.atomic():
-            for finding in sorted(findings, key=lambda f: f.dedup_key):
-                raise_or_repeat(
-                    dedup_key=finding.dedup_key,
-                    events=finding.event_ids,
-                    seen_at=finding.last_seen,
-                    first_seen=finding.first_seen,
-                    count=finding.count,
-                    dedup_window=window,
-                    link_limit=settings.DETECTION_ALERT_MAX_EVENTS,
-                    title=finding.title,
-                    severity=finding.severity,
-                    category=finding.category,
-                    hostname=finding.hostname,
-                    source="rule",
-                    rule_id=finding.rule_id,
-                    mitre_techniques=finding.techniques,
-                    description=finding.description,
-                )
+        """Step 4. One transaction per micro-batch: one commit instead of one per alert, the
+        alerts locked in key order (two workers repeating the same alerts never deadlock), and
+        the repeats written and broadcast together (`raise_or_repeat_many`)."""
+        if not findings:
+            return
+        raise_or_repeat_many(
+            [
+                {
+                    "dedup_key": finding.dedup_key,
+                    "events": finding.event_ids,
+                    "seen_at": finding.last_seen,
+                    "first_seen": finding.first_seen,
+                    "count": finding.count,
+                    "title": finding.title,
+                    "severity": finding.severity,
+                    "category": finding.category,
+                    "hostname": finding.hostname,
+                    "source": "rule",
+                    "rule_id": finding.rule_id,
+                    "mitre_techniques": finding.techniques,
+                    "description": finding.description,
+                }
+                for finding in findings
+            ],
+            dedup_window=timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC),
+            link_limit=settings.DETECTION_ALERT_MAX_EVENTS,
+        )
 
 
 def _ts(event) -> datetime:
