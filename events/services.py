@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from events.models import AnalysisStatus, SecurityEvent
@@ -51,7 +52,7 @@ def create_events(items: Iterable[Mapping[str, Any]], *, agent=None, actor=None)
 
     1. Build the rows (one `received_at` for the batch; `computer` defaults to the agent's host).
     2. Drop records the agent already delivered (same agent record id): a retried batch is a no-op.
-    3. Insert in one transaction (bulk where the database returns keys, row by row on SQL Server).
+    3. Insert in one transaction (`insert_rows`: COPY on PostgreSQL, bulk elsewhere).
     4. After commit: broadcast each event and hand the batch to the post-ingestion pipeline.
     """
     received_at = timezone.now()
@@ -82,17 +83,63 @@ def create_event(item: Mapping[str, Any], *, agent=None, actor=None) -> Security
 
 def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
     with transaction.atomic():
-        if connection.features.can_return_rows_from_bulk_insert:
-            created = SecurityEvent.objects.bulk_create(rows, batch_size=500)
-        else:
-            for row in rows:
-                row.save(force_insert=True)
-            created = rows
+        created = insert_rows(rows)
         get_connection_manager().broadcast_events(created)
         # robust: the events are committed whatever happens next; a failing post-ingestion
         # step is logged, never turned into an error for the agent that shipped them.
         transaction.on_commit(lambda: after_events_stored(created), robust=True)
     return created
+
+
+def insert_rows(rows: list[SecurityEvent]) -> list[SecurityEvent]:
+    """Insert new events with their keys set: COPY on PostgreSQL, bulk where the database
+    returns keys, row by row on SQL Server. Call inside a transaction."""
+    if connection.vendor == "postgresql":
+        return _copy_insert(rows)
+    if connection.features.can_return_rows_from_bulk_insert:
+        return SecurityEvent.objects.bulk_create(rows, batch_size=500)
+    for row in rows:
+        row.save(force_insert=True)
+    return rows
+
+
+def _copy_insert(rows: list[SecurityEvent]) -> list[SecurityEvent]:
+    """PostgreSQL: the batch's keys from the sequence in one statement, the rows by COPY.
+
+    Same rows, constraints and transaction as `bulk_create`, at a fraction of its cost: COPY's
+    text encoding runs in psycopg's C code, where `bulk_create`'s UNNEST arrays are quoted in
+    Python (docs/performance.md). A constraint violation is Django's IntegrityError as usual.
+    """
+    meta = SecurityEvent._meta
+    fields = meta.concrete_fields
+    qn = connection.ops.quote_name
+    encoders = [
+        (lambda value, cls=field.encoder: json.dumps(value, cls=cls))
+        if isinstance(field, models.JSONField)
+        else None
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [meta.db_table, meta.pk.column, len(rows)],
+        )
+        keys = [key for (key,) in cursor.fetchall()]
+        statement = "COPY {} ({}) FROM STDIN".format(
+            qn(meta.db_table), ", ".join(qn(field.column) for field in fields)
+        )
+        with connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
+            for key, row in zip(keys, rows, strict=True):
+                row.pk = key
+                values = [getattr(row, field.attname) for field in fields]
+                for index, encode in enumerate(encoders):
+                    if encode is not None:
+                        values[index] = encode(values[index])
+                copy.write_row(values)
+    for row in rows:
+        row._state.adding = False
+        row._state.db = connection.alias
+    return rows
 
 
 def _without_delivered(rows: list[SecurityEvent], agent) -> tuple[list[SecurityEvent], int]:
