@@ -34,6 +34,8 @@ import httpx
 import psycopg
 from harness import (
     ROOT,
+    Received,
+    count_events,
     delete_redis_keys,
     run_manage,
     start_servers,
@@ -124,30 +126,17 @@ def database_backend_pids(database: str) -> list[int]:
 
 
 # --- load --------------------------------------------------------------------------------------
-async def subscriber(ws_url: str, counter: list[int], stop: asyncio.Event) -> None:
-    import websockets
-
-    async with websockets.connect(ws_url, max_size=None) as ws:
-        while not stop.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except TimeoutError:
-                continue
-            if json.loads(raw).get("type") == "event":
-                counter[0] += 1
-
-
 async def run_load(args, base: str, enrollment_key: str, server_pids: list[int]) -> dict:
     token = httpx.post(
         f"{base}/api/v1/auth/login",
         json={"username": VIEWER, "password": VIEWER_PASSWORD},
         timeout=30,
     ).json()["access_token"]
-    received = [0]
+    received = Received()
     stop = asyncio.Event()
     ws_url = base.replace("http://", "ws://") + f"/ws/events?token={token}"
     subs = [
-        asyncio.create_task(subscriber(ws_url, received, stop)) for _ in range(args.subscribers)
+        asyncio.create_task(count_events(ws_url, received, stop)) for _ in range(args.subscribers)
     ]
     await asyncio.sleep(0.5)
 
@@ -163,7 +152,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
                 elapsed,
                 stats.created,
                 len(stats.latencies),
-                received[0],
+                received.events,
                 cpu_seconds(server_pids),
                 sum(backend_cpu.values()),
             )
@@ -171,7 +160,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         if not args.quiet:
             print(
                 f"\r[{elapsed:5.1f}s] stored {stats.created}  batches {stats.batches}  "
-                f"errors {stats.errors}  ws events {received[0]}",
+                f"errors {stats.errors}  ws events {received.events}",
                 end="",
                 flush=True,
             )
@@ -224,7 +213,9 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         "retries": stats.retries,
         "errors": stats.errors,
         "last_error": stats.last_error,
-        "ws_events_total": received[0],
+        "ws_events_total": received.events,
+        "ws_resyncs": received.resyncs,
+        "ws_closes": received.closes,
     }
 
 
@@ -304,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"stored {result['created_total']} (database: {result['stored_in_database']}), "
             f"WebSocket `event` messages received: {result['ws_events_total']} "
-            f"({result['ws_events_per_sec']}/s in the window); load average before: "
-            f"{result['load_average_before']}"
+            f"({result['ws_events_per_sec']}/s in the window), resync_required "
+            f"{result['ws_resyncs']}, closed {result['ws_closes'] or 'never'}; load average "
+            f"before: {result['load_average_before']}"
         )
         if result.get("cpu_us_per_event"):
             print(

@@ -6,9 +6,11 @@ on sys.path).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -84,3 +86,62 @@ def delete_redis_keys(redis_url: str, prefix: str) -> int:
     if batch:
         removed += client.delete(*batch)
     return removed
+
+
+# --- a live subscriber: broadcasting is measured as delivered, not only as published -----------
+class Received:
+    """What /ws/events clients got: `event` messages, resync_required, and close codes."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.resyncs = 0
+        self.closes: list[int | None] = []
+
+
+async def count_events(ws_url: str, received: Received, stop) -> None:
+    """One /ws/events client until `stop` (an asyncio.Event) is set. Messages are told apart by
+    their first bytes (`{"seq":N,"type":"event"`), so the counting client costs little CPU."""
+    import websockets
+
+    try:
+        async with websockets.connect(ws_url, max_size=None) as ws:
+            while not stop.is_set():
+                try:
+                    text = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                head = text[:40]
+                if '"type":"event"' in head:
+                    received.events += 1
+                elif '"type":"resync_required"' in head:
+                    received.resyncs += 1
+    except websockets.ConnectionClosed as exc:
+        received.closes.append(exc.rcvd.code if exc.rcvd else None)
+
+
+class SubscriberThread:
+    """`count_events` clients on their own event loop, for the thread-based benchmarks."""
+
+    def __init__(self, ws_url: str, clients: int = 1) -> None:
+        self.received = Received()
+        self._url, self._clients = ws_url, clients
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._stop = asyncio.Event()
+        tasks = [count_events(self._url, self.received, self._stop) for _ in range(self._clients)]
+        self._loop.run_until_complete(asyncio.gather(*tasks))
+
+    def start(self) -> SubscriberThread:
+        self._thread.start()
+        time.sleep(1)  # connected before the load starts
+        return self
+
+    def stop(self) -> Received:
+        if self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+        return self.received

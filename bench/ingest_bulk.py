@@ -6,9 +6,11 @@ By default it sets up everything itself on this machine:
 2. starts `--workers` daphne processes sharing one listening socket (the kernel spreads the
    connections), with broadcasting on (real Redis channel layer) and the post-ingestion
    pipeline (detection) as in production;
-3. logs in, then `--clients` threads each POST batches of `--batch` events for `--seconds`
-   (after `--warmup` seconds that are not counted), over keep-alive connections;
-4. prints events/s, batch latency percentiles, and checks the stored count;
+3. logs in, connects `--subscribers` live /ws/events clients, then `--clients` threads each
+   POST batches of `--batch` events for `--seconds` (after `--warmup` seconds that are not
+   counted), over keep-alive connections;
+4. prints events/s, batch latency percentiles, the stored count, and how many of the stored
+   events each subscriber received as `event` broadcasts;
 5. stops only the processes it started.
 
 With `--url` it targets a running server instead (give `--username`/`--password`).
@@ -33,7 +35,15 @@ from pathlib import Path
 
 import psycopg
 import requests
-from harness import ROOT, delete_redis_keys, run_manage, start_servers, stop_servers, wait_ready
+from harness import (
+    ROOT,
+    SubscriberThread,
+    delete_redis_keys,
+    run_manage,
+    start_servers,
+    stop_servers,
+    wait_ready,
+)
 
 # Everything the servers keep in Redis (detection windows, presence) lives under this prefix,
 # and is removed after the run.
@@ -204,6 +214,8 @@ def run_load(args, base: str, procs: list[subprocess.Popen]) -> dict:
     token = login(base, args.username, args.password)
     bodies = [json.dumps(make_batch(args.batch, seed=i + 1)).encode() for i in range(args.clients)]
     before = stored_count(base, token)
+    ws_url = base.replace("http://", "ws://", 1) + f"/ws/events?token={token}"
+    subscriber = SubscriberThread(ws_url, args.subscribers).start() if args.subscribers else None
     totals, stop, counting = Totals(), threading.Event(), threading.Event()
     threads = [
         threading.Thread(
@@ -231,6 +243,10 @@ def run_load(args, base: str, procs: list[subprocess.Popen]) -> dict:
     for thread in threads:
         thread.join(timeout=180)
     after = stored_count(base, token)
+    received = None
+    if subscriber is not None:
+        time.sleep(2)  # the last broadcasts are on their way
+        received = subscriber.stop()
     return {
         "events": events,
         "batches": batches,
@@ -247,6 +263,10 @@ def run_load(args, base: str, procs: list[subprocess.Popen]) -> dict:
         # CPU of the daphne processes only (PostgreSQL and Redis are shared with others here).
         "server_cpu_ms_per_1000_events": 1e6 * server_cpu / events if procs and events else None,
         "load_average_1min": os.getloadavg()[0],
+        # Per subscriber: every stored event should arrive once (warm-up and drain included).
+        "ws_events_received": received.events / args.subscribers if received else None,
+        "ws_resyncs": received.resyncs if received else None,
+        "ws_closes": received.closes if received else None,
     }
 
 
@@ -335,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     parser.add_argument("--batch", type=int, default=500, help="events per request")
     parser.add_argument("--workers", type=int, default=2, help="daphne processes to start")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=1,
+        help="live /ws/events clients counting the broadcasts they receive (0: none)",
+    )
     parser.add_argument("--port", type=int, default=8150)
     parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--database", default="siem_bench_api")
@@ -407,6 +433,13 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"daphne CPU: {result['server_cpu_ms_per_1000_events']:.0f} ms per 1000 events; "
                 f"1-min load average at the end: {result['load_average_1min']:.1f}"
+            )
+        if result["ws_events_received"] is not None:
+            share = result["ws_events_received"] / max(result["stored_during_run"], 1)
+            print(
+                f"live /ws/events subscriber(s): {result['ws_events_received']:.0f} event "
+                f"broadcasts received each ({100 * share:.1f} % of stored), "
+                f"resync_required {result['ws_resyncs']}, closed {result['ws_closes'] or 'never'}"
             )
         if result["errors"]:
             print(f"first error: {result['first_error']}")
