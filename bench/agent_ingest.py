@@ -34,8 +34,7 @@ import httpx
 import psycopg
 from harness import (
     ROOT,
-    Received,
-    count_events,
+    Subscribers,
     delete_redis_keys,
     run_manage,
     start_servers,
@@ -132,13 +131,8 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         json={"username": VIEWER, "password": VIEWER_PASSWORD},
         timeout=30,
     ).json()["access_token"]
-    received = Received()
-    stop = asyncio.Event()
     ws_url = base.replace("http://", "ws://") + f"/ws/events?token={token}"
-    subs = [
-        asyncio.create_task(count_events(ws_url, received, stop)) for _ in range(args.subscribers)
-    ]
-    await asyncio.sleep(0.5)
+    subs = Subscribers(ws_url, args.subscribers).start()
 
     # elapsed, created, batches, ws messages, server CPU s, database backends' CPU s
     samples: list[tuple[float, int, int, int, float, float]] = []
@@ -152,7 +146,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
                 elapsed,
                 stats.created,
                 len(stats.latencies),
-                received.events,
+                subs.events,
                 cpu_seconds(server_pids),
                 sum(backend_cpu.values()),
             )
@@ -160,7 +154,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         if not args.quiet:
             print(
                 f"\r[{elapsed:5.1f}s] stored {stats.created}  batches {stats.batches}  "
-                f"errors {stats.errors}  ws events {received.events}",
+                f"errors {stats.errors}  ws events {subs.events}",
                 end="",
                 flush=True,
             )
@@ -181,10 +175,9 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
     client_cpu = os.times()
     stats = await Simulation(plan, on_progress=on_progress).run()
     client_cpu_seconds = sum(os.times()[:2]) - sum(client_cpu[:2])
-    await asyncio.sleep(2)  # let the last broadcasts arrive
-    stop.set()
-    for task in subs:
-        task.cancel()
+    received, drained = await asyncio.to_thread(
+        subs.stop, expected=stats.created * args.subscribers
+    )
     if not args.quiet:
         print()
     window = [s for s in samples if s[0] >= args.warmup]
@@ -216,6 +209,7 @@ async def run_load(args, base: str, enrollment_key: str, server_pids: list[int])
         "ws_events_total": received.events,
         "ws_resyncs": received.resyncs,
         "ws_closes": received.closes,
+        "ws_drain_sec": round(drained, 1),
     }
 
 
@@ -296,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
             f"stored {result['created_total']} (database: {result['stored_in_database']}), "
             f"WebSocket `event` messages received: {result['ws_events_total']} "
             f"({result['ws_events_per_sec']}/s in the window), resync_required "
-            f"{result['ws_resyncs']}, closed {result['ws_closes'] or 'never'}; load average "
-            f"before: {result['load_average_before']}"
+            f"{result['ws_resyncs']}, closed {result['ws_closes'] or 'never'}, the last "
+            f"{result['ws_drain_sec']} s after the load stopped; load average before: "
+            f"{result['load_average_before']}"
         )
         if result.get("cpu_us_per_event"):
             print(

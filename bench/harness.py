@@ -7,10 +7,11 @@ on sys.path).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import queue
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -113,35 +114,72 @@ async def count_events(ws_url: str, received: Received, stop) -> None:
                 head = text[:40]
                 if '"type":"event"' in head:
                     received.events += 1
-                elif '"type":"resync_required"' in head:
+                elif "resync_required" in head:  # server notices: `{"type": "resync_...`
                     received.resyncs += 1
     except websockets.ConnectionClosed as exc:
         received.closes.append(exc.rcvd.code if exc.rcvd else None)
 
 
-class SubscriberThread:
-    """`count_events` clients on their own event loop, for the thread-based benchmarks."""
+class Subscribers:
+    """`count_events` clients in a child process of their own, so that counting thousands of
+    messages a second never competes with the load generator for this process's CPU (a
+    subscriber that falls behind would look like a lossy server)."""
 
     def __init__(self, ws_url: str, clients: int = 1) -> None:
-        self.received = Received()
-        self._url, self._clients = ws_url, clients
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        context = multiprocessing.get_context("fork")  # started before any load thread
+        self._events = context.RawValue("q", 0)
+        self._resyncs = context.RawValue("q", 0)
+        self._closes = context.Queue()
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=self._child, args=(ws_url, clients), daemon=True, name="bench-subscribers"
+        )
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._stop = asyncio.Event()
-        tasks = [count_events(self._url, self.received, self._stop) for _ in range(self._clients)]
-        self._loop.run_until_complete(asyncio.gather(*tasks))
+    def _child(self, ws_url: str, clients: int) -> None:
+        received = Received()
 
-    def start(self) -> SubscriberThread:
-        self._thread.start()
+        async def main() -> None:
+            stop = asyncio.Event()
+
+            async def mirror() -> None:
+                while not self._stop.is_set():
+                    self._events.value, self._resyncs.value = received.events, received.resyncs
+                    await asyncio.sleep(0.1)
+                stop.set()
+
+            watcher = asyncio.ensure_future(mirror())
+            await asyncio.gather(*(count_events(ws_url, received, stop) for _ in range(clients)))
+            await watcher
+
+        asyncio.run(main())
+        self._events.value, self._resyncs.value = received.events, received.resyncs
+        self._closes.put(received.closes)
+
+    @property
+    def events(self) -> int:
+        return self._events.value
+
+    def start(self) -> Subscribers:
+        self._process.start()
         time.sleep(1)  # connected before the load starts
         return self
 
-    def stop(self) -> Received:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
-        return self.received
+    def stop(self, expected: int, patience: float = 10.0) -> tuple[Received, float]:
+        """Wait until `expected` events arrived (or none for `patience` s), then stop.
+        Returns what was received and how long the drain took (the subscriber's lag)."""
+        started = time.monotonic()
+        last, last_change = -1, started
+        while self.events < expected and time.monotonic() - last_change < patience:
+            if self.events != last:
+                last, last_change = self.events, time.monotonic()
+            time.sleep(0.1)
+        drained = time.monotonic() - started
+        self._stop.set()
+        received = Received()
+        try:
+            received.closes = self._closes.get(timeout=10)
+        except queue.Empty:
+            received.closes = ["subscriber process did not report"]
+        self._process.join(timeout=10)
+        received.events, received.resyncs = self._events.value, self._resyncs.value
+        return received, drained

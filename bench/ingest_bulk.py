@@ -37,7 +37,7 @@ import psycopg
 import requests
 from harness import (
     ROOT,
-    SubscriberThread,
+    Subscribers,
     delete_redis_keys,
     run_manage,
     start_servers,
@@ -215,7 +215,7 @@ def run_load(args, base: str, procs: list[subprocess.Popen]) -> dict:
     bodies = [json.dumps(make_batch(args.batch, seed=i + 1)).encode() for i in range(args.clients)]
     before = stored_count(base, token)
     ws_url = base.replace("http://", "ws://", 1) + f"/ws/events?token={token}"
-    subscriber = SubscriberThread(ws_url, args.subscribers).start() if args.subscribers else None
+    subscriber = Subscribers(ws_url, args.subscribers).start() if args.subscribers else None
     totals, stop, counting = Totals(), threading.Event(), threading.Event()
     threads = [
         threading.Thread(
@@ -243,10 +243,9 @@ def run_load(args, base: str, procs: list[subprocess.Popen]) -> dict:
     for thread in threads:
         thread.join(timeout=180)
     after = stored_count(base, token)
-    received = None
+    received, drained = None, None
     if subscriber is not None:
-        time.sleep(2)  # the last broadcasts are on their way
-        received = subscriber.stop()
+        received, drained = subscriber.stop(expected=(after - before) * args.subscribers)
     return {
         "events": events,
         "batches": batches,
@@ -267,6 +266,7 @@ def run_load(args, base: str, procs: list[subprocess.Popen]) -> dict:
         "ws_events_received": received.events / args.subscribers if received else None,
         "ws_resyncs": received.resyncs if received else None,
         "ws_closes": received.closes if received else None,
+        "ws_drain_sec": drained,
     }
 
 
@@ -440,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"live /ws/events subscriber(s): {result['ws_events_received']:.0f} event "
                 f"broadcasts received each ({100 * share:.1f} % of stored), "
                 f"resync_required {result['ws_resyncs']}, closed {result['ws_closes'] or 'never'}"
+                f"; the last arrived {result['ws_drain_sec']:.1f} s after the load stopped"
             )
         if result["errors"]:
             print(f"first error: {result['first_error']}")

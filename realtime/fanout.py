@@ -6,8 +6,9 @@ socket through the consumer's generic receive loop (~150 µs of CPU per delivere
 this machine). Here a process receives each message once, as the JSON text the client gets,
 and writes it straight to each local socket of that channel.
 
-1. Writers PUBLISH the text on `<REDIS_KEY_PREFIX>:rt:<channel>` (see `realtime.manager`);
-   revocations PUBLISH a JSON list of token ids on `<REDIS_KEY_PREFIX>:rt:revoke`.
+1. Writers PUBLISH on `<REDIS_KEY_PREFIX>:rt:<channel>` the texts of one write, newline-joined
+   (see `realtime.history`); revocations PUBLISH a JSON list of token ids on
+   `<REDIS_KEY_PREFIX>:rt:revoke`.
 2. The hub of each process (one per event loop) keeps a reader task subscribed to those
    channels while it has sockets; a socket is only announced `connected` once the
    subscription is live, so nothing published after the `connection` message is missed.
@@ -133,16 +134,16 @@ class Hub:
         if not self.channels.get(name):
             self.last_seq.pop(name, None)  # nobody here: nothing to keep continuous
             return
-        text = data.decode()
-        seq = history.seq_of(text)
-        if seq is not None:
-            last = self.last_seq.get(name)
-            if last is not None and seq <= last:
-                return  # already delivered (gap filling raced the live message)
-            if last is not None and seq > last + 1:
-                await self._fill_gap(name, seq - 1)
-            self.last_seq[name] = seq
-        await self._deliver(name, text, seq)
+        for text in history.split(data):  # one write's messages of this channel, in order
+            seq = history.seq_of(text)
+            if seq is not None:
+                last = self.last_seq.get(name)
+                if last is not None and seq <= last:
+                    continue  # already delivered (gap filling raced the live message)
+                if last is not None and seq > last + 1:
+                    await self._fill_gap(name, seq - 1)
+                self.last_seq[name] = seq
+            await self._deliver(name, text, seq)
 
     async def _fill_gap(self, name: str, until: int | None) -> None:
         last = self.last_seq.get(name)

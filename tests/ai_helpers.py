@@ -172,6 +172,7 @@ def _hub_broadcasts(groups: list[str], action: Callable[[], Any], timeout: float
     import redis
     from django.conf import settings
 
+    from realtime import history
     from realtime.fanout import redis_channel
 
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -197,11 +198,12 @@ def _hub_broadcasts(groups: list[str], action: Callable[[], Any], timeout: float
             if reply is None or reply["type"] != "message":
                 continue
             group = names[reply["channel"].decode()]
-            message = json.loads(reply["data"])
-            if message == _SENTINEL:
-                open_groups.discard(group)
-            else:
-                received[group].append(check(message))
+            for text in history.split(reply["data"]):  # one write's texts, newline-joined
+                message = json.loads(text)
+                if message == _SENTINEL:
+                    open_groups.discard(group)
+                else:
+                    received[group].append(check(message))
         return result, received
     finally:
         pubsub.close()

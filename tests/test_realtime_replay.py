@@ -254,3 +254,40 @@ def test_a_gap_the_history_cannot_fill_tells_clients_to_resync(token):
     assert got[0]["since"] == first["seq"]
     assert [m["data"]["title"] for m in got[1:]] == ["after 0"]
     assert got[1]["seq"] == first["seq"] + 51
+
+
+def test_a_bulk_write_is_a_few_pubsub_messages_and_every_event_arrives_in_order(token):
+    """300 events are 600 sends (events + dashboard): published as one newline-joined message
+    per channel and script call, which the hub splits back into 300 frames with their seqs."""
+    import json
+
+    from events.services import create_events
+    from realtime import presence
+    from realtime.fanout import redis_channel
+
+    items = [
+        {"computer": f"WS-{i:03d}", "event_code": 4625, "severity": 3, "message": f"line\nno {i}"}
+        for i in range(300)
+    ]
+    pubsub = presence._client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(redis_channel("events"))
+    assert pubsub.get_message(timeout=5) is None  # the subscription is confirmed
+
+    async def scenario():
+        client, hello = await connect("events", token)
+        await database_sync_to_async(create_events)(items)
+        got = [await client.receive() for _ in range(300)]
+        assert await client.nothing_more(0.5)
+        await client.close()
+        return hello, got
+
+    hello, got = async_to_sync(scenario)()
+    published = []
+    while (reply := pubsub.get_message(timeout=1)) is not None:
+        published.append(history.split(reply["data"]))
+    pubsub.close()
+    assert 1 <= len(published) <= 3  # chunks of 200 sends: at most 3 script calls
+    texts = [text for batch in published for text in batch]
+    assert [json.loads(text)["seq"] for text in texts] == [m["seq"] for m in got]
+    assert [m["seq"] for m in got] == list(range(hello["seq"] + 1, hello["seq"] + 301))
+    assert [m["data"]["message"] for m in got] == [f"line\nno {i}" for i in range(300)]
