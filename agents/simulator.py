@@ -364,8 +364,11 @@ class Simulation:
             await self._ship(client, agent, self._generate(agent, count))
 
     async def _ship(self, client: httpx.AsyncClient, agent, events: list[dict]) -> None:
-        """Send one batch; on a network error or 5xx, send the same batch again (idempotent)."""
-        for attempt in range(5):
+        """Send one batch; on a network error or 5xx, send the same batch again (idempotent).
+        A busy server (429/503 with Retry-After) is waited for as long as it asks, without
+        counting as a failed attempt: that is backpressure, and the batch must not be lost."""
+        attempt = 0
+        while attempt < 5:
             began = time.monotonic()
             try:
                 response = await client.post(
@@ -382,6 +385,11 @@ class Simulation:
                     self.stats.duplicates += body["duplicates"]
                     self.stats.latencies.append(time.monotonic() - began)
                     return
+                if response.status_code in (429, 503) and "Retry-After" in response.headers:
+                    # Backpressure, not a failure: wait as told and send the same batch again.
+                    self.stats.retries += 1
+                    await asyncio.sleep(_retry_after(response.headers["Retry-After"]))
+                    continue
                 self._error(
                     f"events {agent.hostname}: {response.status_code} {response.text[:200]}"
                 )
@@ -389,6 +397,7 @@ class Simulation:
                     return  # the server refused the batch: retrying would not change that
             self.stats.retries += 1
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            attempt += 1
 
     def _error(self, message: str) -> None:
         self.stats.errors += 1
@@ -399,3 +408,10 @@ class Simulation:
             await asyncio.sleep(1.0)
             if self.on_progress:
                 self.on_progress(self.stats, self._elapsed())
+
+
+def _retry_after(value: str) -> float:
+    try:
+        return min(max(float(value), 0.1), 30.0)
+    except ValueError:
+        return 1.0

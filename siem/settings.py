@@ -348,6 +348,10 @@ ENROLLMENT_FAILURE_WINDOW_SEC = env_int("ENROLLMENT_FAILURE_WINDOW_SEC", 300, mi
 # --- Ingestion limits (documented in README) ---------------------------------------------------
 EVENTS_BULK_MAX = env_int("EVENTS_BULK_MAX", 1000, minimum=1)
 AGENT_BATCH_MAX = env_int("AGENT_BATCH_MAX", 1000, minimum=1)
+# Requests per server process storing events at once (bulk API, agent batches); 0 = no limit.
+# Others wait up to INGEST_QUEUE_TIMEOUT_SEC, then get 503 + Retry-After (siem/concurrency.py).
+INGEST_MAX_CONCURRENCY = env_int("INGEST_MAX_CONCURRENCY", 2, minimum=0)
+INGEST_QUEUE_TIMEOUT_SEC = env_int("INGEST_QUEUE_TIMEOUT_SEC", 30, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
 
 # --- Detection ---------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from agents.models import Agent, AgentStatus
 from events.ingest import prepare
 from events.services import create_events
 from siem.api_common import StandardPagination, client_ip
+from siem.concurrency import BUSY_RESPONSE, ingest_slot
 
 logger = logging.getLogger(__name__)
 
@@ -178,9 +179,14 @@ class AgentEventsView(AgentOnlyView):
             400: OpenApiResponse(description="Not a list, empty, too many, or invalid items."),
             401: OpenApiResponse(_DETAIL),
             413: OpenApiResponse(description="Body larger than MAX_REQUEST_BODY_BYTES."),
+            503: BUSY_RESPONSE,
         },
     )
     def post(self, request):
+        with ingest_slot():
+            return self._store(request)
+
+    def _store(self, request):
         agent: Agent = request.auth
         records = request.data
         if isinstance(records, dict) and "events" in records:

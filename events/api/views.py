@@ -21,6 +21,7 @@ from events.ingest import fast_validate
 from events.models import SecurityEvent
 from events.services import create_event, create_events
 from siem.api_common import StandardPagination
+from siem.concurrency import BUSY_RESPONSE, ingest_slot
 
 
 @extend_schema_view(
@@ -74,9 +75,14 @@ class EventBulkView(APIView):
             201: BulkCreatedSerializer,
             400: OpenApiResponse(description="Not a list, too many items, or invalid items."),
             413: OpenApiResponse(description="Body larger than MAX_REQUEST_BODY_BYTES."),
+            503: BUSY_RESPONSE,
         },
     )
     def post(self, request):
+        with ingest_slot():
+            return self._store(request)
+
+    def _store(self, request):
         items = request.data
         if not isinstance(items, list):
             raise ValidationError({"detail": "Expected a JSON array of events."})
