@@ -38,7 +38,7 @@ def agent_records(count: int, first_id: int = 1) -> list[dict]:
 
 @pytest.mark.django_db
 def test_a_batch_with_no_free_slot_gets_503_with_retry_after_and_nothing_is_stored(
-    analyst, api_setup, settings
+    api_setup, analyst, settings
 ):
     settings.INGEST_MAX_CONCURRENCY = 1
     settings.INGEST_QUEUE_TIMEOUT_SEC = 0
@@ -64,7 +64,7 @@ def test_a_batch_with_no_free_slot_gets_503_with_retry_after_and_nothing_is_stor
 
 
 @pytest.mark.django_db
-def test_no_limit_when_the_setting_is_zero(analyst, api_setup, settings):
+def test_no_limit_when_the_setting_is_zero(api_setup, analyst, settings):
     settings.INGEST_MAX_CONCURRENCY = 0
     settings.INGEST_QUEUE_TIMEOUT_SEC = 0
     with ingest_slot(), ingest_slot(), ingest_slot():
@@ -74,7 +74,7 @@ def test_no_limit_when_the_setting_is_zero(analyst, api_setup, settings):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_uploads_are_stored_at_most_the_limit_at_a_time(analyst, api_setup, settings):
+def test_concurrent_uploads_are_stored_at_most_the_limit_at_a_time(api_setup, analyst, settings):
     """Six uploads at once through the real views and services: all stored, never more than two
     inside create_events together (a spy counts; the real function does the work)."""
     import events.api.views as views
