@@ -1,4 +1,5 @@
-"""The one-command run: embedded Redis, daphne, Celery worker and beat, clean Ctrl-C."""
+"""The one-command run: embedded Redis, daphne, Celery worker and beat; Ctrl-C or SIGTERM stops
+all of them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.e2e
-def test_runsiem_starts_everything_with_embedded_redis_and_stops_cleanly(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_runsiem_starts_everything_with_embedded_redis_and_stops_cleanly(tmp_path, stop_signal):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DATABASE_URL"}}
     env.update(
@@ -63,15 +65,17 @@ def test_runsiem_starts_everything_with_embedded_redis_and_stops_cleanly(tmp_pat
             assert expected in names, names
         children = psutil.Process(proc.pid).children(recursive=True)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         try:
             code = proc.wait(timeout=60)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
     reader.join(timeout=5)
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    for orphan in alive:  # never leave a server behind, even when the test fails
+        orphan.kill()
     assert code == 0, "".join(lines)
     assert "Stopped." in "".join(lines)
-    gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
     assert not (tmp_path / "embedded-redis.url").exists()

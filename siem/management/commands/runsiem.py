@@ -72,6 +72,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        # `kill`, `systemctl stop`, `docker stop` (SIGTERM) and a closed terminal (SIGHUP) stop
+        # everything as Ctrl-C does; by default they would kill this process alone and leave
+        # daphne, the worker, beat and Redis running. (A SIGINT the shell told us to ignore,
+        # as it does for background jobs, stays ignored.)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stop_on_signal)
         self.children: list[tuple[str, subprocess.Popen]] = []
         env = os.environ.copy()
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -251,3 +257,9 @@ class Command(BaseCommand):
         parts = urlsplit(url)
         host = parts.hostname or ""
         return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
+
+
+def _stop_on_signal(signum, frame) -> None:
+    """Stop as on Ctrl-C, once: a second signal must not interrupt the clean-up."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise KeyboardInterrupt
