@@ -328,7 +328,7 @@ def breakdown(args, env: dict[str, str], rounds: int = 7) -> dict[str, float]:
         "validate with EventInputSerializer(many=True) alone": serializer_only,
         "validate as the bulk view does (fast path)": validate,
         "insert (COPY on PostgreSQL, incl. validation)": insert,
-        "broadcast (one history publish per batch)": broadcast,
+        "broadcast (history script, one call per 200 messages)": broadcast,
         "post-ingestion pipeline (detection)": lambda: after_events_stored(created),
         "whole request (Django test client)": request,
     }

@@ -83,8 +83,7 @@ class ConnectionManager:
 
     def broadcast_events(self, events):
         """Many events in one send (bulk ingestion)."""
-        batch = [messages.envelope("event", "created", messages.event_data(e)) for e in events]
-        return self._publish_many(batch)
+        return self._publish_each("event", "created", events, messages.event_data)
 
     def broadcast_alert(self, data, action: str = "created"):
         return self._publish(
@@ -93,8 +92,7 @@ class ConnectionManager:
 
     def broadcast_alerts(self, alerts, action: str = "updated"):
         """Many alerts in one send (a detection micro-batch's repeats)."""
-        batch = [messages.envelope("alert", action, messages.alert_data(a)) for a in alerts]
-        return self._publish_many(batch)
+        return self._publish_each("alert", action, alerts, messages.alert_data)
 
     def broadcast_incident(self, data, action: str = "created"):
         return self._publish(
@@ -141,6 +139,10 @@ class ConnectionManager:
 
     def _publish(self, message: dict[str, Any]):
         return self._publish_many([message])
+
+    def _publish_each(self, kind: str, action: str, items, serializer):
+        """One message per item, all in one send."""
+        return self._publish_many([messages.envelope(kind, action, serializer(i)) for i in items])
 
     def _publish_many(self, batch: list[dict[str, Any]]):
         sends: list[Send] = []
