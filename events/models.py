@@ -79,3 +79,29 @@ class SecurityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.event_id} {self.event_code} on {self.computer}"
+
+
+class PipelineItem(models.Model):
+    """Outbox: one registered post-commit step still owed to one stored batch of events.
+
+    Written in the same transaction as the events (`events.pipeline.enqueue`), deleted by whoever
+    completes the step. A row outliving its lease (`claimed_until`) belongs to a process that
+    crashed or failed; the relay (`events.pipeline.drain`) claims it and does the step again.
+    """
+
+    step = models.CharField(max_length=64)
+    event_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Nobody may work on the row before this time: the lease of its holder, or a retry delay.
+    claimed_until = models.DateTimeField()
+    claim_token = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "pipeline item"
+        indexes = [models.Index(fields=["claimed_until", "id"], name="pipeline_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.step} for {len(self.event_ids)} event(s)"

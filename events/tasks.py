@@ -1,4 +1,5 @@
-"""Celery tasks of the events app: the AI analyzer run by beat every AI_PROCESS_INTERVAL_SEC."""
+"""Celery tasks of the events app: the AI analyzer run by beat every AI_PROCESS_INTERVAL_SEC,
+and the post-commit pipeline's relay every PIPELINE_RELAY_INTERVAL_SEC."""
 
 from __future__ import annotations
 
@@ -11,3 +12,17 @@ from events.analysis import run_batch
 def analyze_pending_events() -> dict:
     """Analyze up to AI_BATCH_SIZE pending events; safe to run twice and on many workers."""
     return run_batch().as_dict()
+
+
+@shared_task(name="events.tasks.drain_pipeline", ignore_result=True)
+def drain_pipeline() -> int:
+    """Finish post-commit work left by crashed or failed runs (`events.pipeline.drain`).
+
+    Safe to run twice and on many workers: each outbox row is claimed with a conditional
+    UPDATE. Bounded to one relay interval's worth of time, so runs do not pile up.
+    """
+    from django.conf import settings
+
+    from events import pipeline
+
+    return pipeline.drain(budget_sec=max(settings.PIPELINE_RELAY_INTERVAL_SEC * 5, 10))

@@ -15,6 +15,12 @@ One Lua script does, atomically for each (channel, message) of a write:
    docs/performance.md), and Redis does a fraction of the work.
 
 Because Redis runs the script atomically, publish order equals `seq` order on every channel.
+
+Publishing once: a caller that may publish the same messages again (the events pipeline's
+relay, after a process died between publishing and recording it) passes a `key`; each script
+call then first sets `<prefix>:rt:once:<key>:<chunk>` (SET NX, REALTIME_ONCE_TTL_SEC) and
+publishes nothing if it was already there. Atomic with the publish, so a chunk goes out exactly
+once while Redis keeps its data (after a data loss, resuming clients are told to resync anyway).
 """
 
 from __future__ import annotations
@@ -32,10 +38,15 @@ PUBLISH_LUA = """
 local prefix = ARGV[1]
 local maxlen = tonumber(ARGV[2])
 local max_age_ms = tonumber(ARGV[3])
+if ARGV[4] ~= '' then
+  if not redis.call('SET', prefix .. ':rt:once:' .. ARGV[4], '1', 'NX', 'EX', ARGV[5]) then
+    return 0
+  end
+end
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local bodies, order = {}, {}
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   local channel, text = ARGV[i], ARGV[i + 1]
   if channel == 'revoke' then
     redis.call('PUBLISH', prefix .. ':rt:revoke', text)
@@ -84,11 +95,16 @@ return redis.call('GET', KEYS[1])
 """
 
 
-def _args(sends: list[tuple[str, str]]) -> list:
+ONCE_TTL_SEC = 86400
+
+
+def _args(sends: list[tuple[str, str]], once: str = "") -> list:
     flat: list = [
         settings.REDIS_KEY_PREFIX,
         int(getattr(settings, "REALTIME_HISTORY_MAX", DEFAULT_MAX)),
         int(getattr(settings, "REALTIME_HISTORY_MAX_AGE_SEC", DEFAULT_MAX_AGE_SEC)) * 1000,
+        once,
+        ONCE_TTL_SEC,
     ]
     for route, text in sends:
         # Texts are published newline-joined: a raw newline can only be whitespace between
@@ -109,18 +125,23 @@ _sync_scripts: dict[int, object] = {}
 # One retry on a connection error: after a Redis restart the first command on a pooled
 # connection finds it closed, and that broadcast would otherwise be lost. (Should the script
 # have run and only its reply been lost, the retry sends the messages once more, with new
-# `seq`s: a duplicate is better than a gap.)
-def publish(sends: list[tuple[str, str]]) -> None:
-    """Sequence, record and publish (sync: views, admin, tasks, commands)."""
+# `seq`s: a duplicate is better than a gap — unless a `key` makes the publish happen once.)
+def publish(sends: list[tuple[str, str]], key: str | None = None) -> None:
+    """Sequence, record and publish (sync: views, admin, tasks, commands).
+
+    With `key`, publishing the same `sends` again under the same key publishes nothing more
+    (chunk by chunk: the chunks are the same for the same sends).
+    """
     client = presence._client()
     script = _sync_scripts.get(id(client))
     if script is None:
         script = _sync_scripts[id(client)] = client.register_script(PUBLISH_LUA)
-    for chunk in _chunks(sends):
+    for number, chunk in enumerate(_chunks(sends)):
+        once = f"{key}:{number}" if key else ""
         try:
-            script(args=_args(chunk))
+            script(args=_args(chunk, once))
         except redis.ConnectionError:
-            script(args=_args(chunk))
+            script(args=_args(chunk, once))
 
 
 async def apublish(sends: list[tuple[str, str]]) -> None:

@@ -85,6 +85,20 @@ class ConnectionManager:
         """Many events in one send (bulk ingestion)."""
         return self._publish_each("event", "created", events, messages.event_data)
 
+    def send_events_now(self, events, *, key: str) -> None:
+        """`event` messages for committed events, published now and once per `key` (the events
+        pipeline's broadcast step, past commit: no `on_commit`).
+
+        Raises when the messages could not be published (Redis unreachable), so that the
+        caller's outbox keeps the work; in `hub` mode they also wait in this process's backlog
+        and are published as soon as Redis answers, whichever comes first, once. (`layer` mode
+        has no such record: a retry after a crash may deliver a message twice.)
+        """
+        sends = self._sends(
+            [messages.envelope("event", "created", messages.event_data(e)) for e in events]
+        )
+        self._send_sync(sends, key=key, strict=True)
+
     def broadcast_alert(self, data, action: str = "created"):
         return self._publish(
             messages.envelope("alert", action, self._as_data(data, messages.alert_data))
@@ -145,11 +159,15 @@ class ConnectionManager:
         return self._publish_many([messages.envelope(kind, action, serializer(i)) for i in items])
 
     def _publish_many(self, batch: list[dict[str, Any]]):
+        return self._after_commit(self._sends(batch))
+
+    @staticmethod
+    def _sends(batch: list[dict[str, Any]]) -> list[Send]:
         sends: list[Send] = []
         for message in batch:
             text = encode(message)
             sends.extend((channel, text) for channel in ROUTES[message["type"]])
-        return self._after_commit(sends)
+        return sends
 
     def _after_commit(self, sends: list[Send]):
         """Send after the current transaction commits; in async code, return an awaitable task."""
@@ -163,22 +181,33 @@ class ConnectionManager:
             return None
         return asyncio.ensure_future(self._send(sends))
 
-    def _send_sync(self, sends: list[Send]) -> None:
+    def _send_sync(self, sends: list[Send], key: str | None = None, strict: bool = False) -> None:
+        """Publish now. A failure is logged and (hub) queued in the backlog; with `strict` it
+        is also raised, for a caller that keeps the work durably (`send_events_now`)."""
+        if not sends:
+            return
         hub = fanout_mode() == "hub"
-        if hub and _backlog.offer(sends):
-            return  # earlier broadcasts still wait for Redis: keep commit order
+        if hub and _backlog.offer(sends, key):
+            # Earlier broadcasts still wait for Redis: keep commit order.
+            if strict:
+                raise BroadcastDeferred(f"{len(sends)} message(s) queued behind the backlog")
+            return
         try:
             if hub:
                 from realtime import history
 
-                history.publish(sends)
+                history.publish(sends, key=key)
             else:
                 async_to_sync(self._send)(sends)
         except (redis.RedisError, OSError) as exc:
-            self._failed(sends, exc, retry=hub)
+            self._failed(sends, exc, retry=hub, key=key)
+            if strict:
+                raise
         except Exception as exc:  # never into the caller: the write has committed
             logger.exception("Broadcast of %d message(s) failed", len(sends))
             self._failed(sends, exc)
+            if strict:
+                raise
 
     async def _send(self, sends: list[Send]) -> None:
         hub = fanout_mode() == "hub"
@@ -210,7 +239,9 @@ class ConnectionManager:
                 await layer.group_send(group_name(route), {"type": "broadcast", "text": text})
 
     @staticmethod
-    def _failed(sends: list[Send], exc: BaseException, retry: bool = False) -> None:
+    def _failed(
+        sends: list[Send], exc: BaseException, retry: bool = False, key: str | None = None
+    ) -> None:
         # Redis down or unreachable: the write is committed and stays; log, never raise.
         logger.warning(
             "Broadcast of %d message(s) failed (Redis unavailable?): %r%s",
@@ -219,7 +250,11 @@ class ConnectionManager:
             "; queued for retry" if retry else "",
         )
         if retry:
-            _backlog.push(sends)
+            _backlog.push(sends, key)
+
+
+class BroadcastDeferred(Exception):
+    """Not published yet: queued behind earlier broadcasts waiting for Redis."""
 
 
 class _Backlog:
@@ -233,31 +268,37 @@ class _Backlog:
     """
 
     def __init__(self) -> None:
-        self._items: deque[list[Send]] = deque()
+        # (sends, key): the key makes a publish that the events pipeline may repeat happen once.
+        self._items: deque[tuple[list[Send], str | None]] = deque()
         self._count = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def offer(self, sends: list[Send]) -> bool:
+    def offer(self, sends: list[Send], key: str | None = None) -> bool:
         """Queue `sends` behind earlier failures; False when nothing waits (publish now)."""
         with self._lock:
             if not self._items:
                 return False
-            self._push(sends)
+            self._push(sends, key)
             return True
 
-    def push(self, sends: list[Send]) -> None:
+    def push(self, sends: list[Send], key: str | None = None) -> None:
         with self._lock:
-            self._push(sends)
+            self._push(sends, key)
 
-    def _push(self, sends: list[Send]) -> None:
-        self._items.append(sends)
+    def _push(self, sends: list[Send], key: str | None) -> None:
+        self._items.append((sends, key))
         self._count += len(sends)
         limit = int(getattr(settings, "REALTIME_BACKLOG_MAX", 10_000))
         while self._count > limit and len(self._items) > 1:
-            dropped = self._items.popleft()
+            dropped, dropped_key = self._items.popleft()
             self._count -= len(dropped)
-            logger.error("Real-time backlog full: %d message(s) dropped", len(dropped))
+            # Keyed sends (stored events) are still owed by the events pipeline's outbox.
+            logger.error(
+                "Real-time backlog full: %d message(s) dropped%s",
+                len(dropped),
+                " (the events pipeline will publish them)" if dropped_key else "",
+            )
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._drain, name="realtime-backlog", daemon=True
@@ -274,18 +315,19 @@ class _Backlog:
                     self._thread = None
                     break
                 head = self._items[0]
+            sends, key = head
             try:
-                history.publish(head)
+                history.publish(sends, key=key)
             except (redis.RedisError, OSError):
                 time.sleep(BACKLOG_RETRY_SEC)
                 continue
             except Exception:
-                logger.exception("Real-time backlog: %d message(s) dropped", len(head))
+                logger.exception("Real-time backlog: %d message(s) dropped", len(sends))
             with self._lock:
                 if self._items and self._items[0] is head:
                     self._items.popleft()
-                    self._count -= len(head)
-            published += len(head)
+                    self._count -= len(sends)
+            published += len(sends)
         logger.warning("Redis is back: %d queued broadcast(s) published", published)
 
 

@@ -46,6 +46,9 @@ def _install_beat_schedule(sender: Celery, **_kwargs) -> None:
         "dashboard-updater": _every(
             settings.DASHBOARD_UPDATE_INTERVAL_SEC, "realtime.tasks.broadcast_dashboard_statistics"
         ),
+        "events-pipeline-relay": _every(
+            settings.PIPELINE_RELAY_INTERVAL_SEC, "events.tasks.drain_pipeline"
+        ),
         "agent-watchdog": _every(
             settings.AGENT_WATCHDOG_INTERVAL_SEC, "agents.tasks.mark_silent_agents_offline"
         ),

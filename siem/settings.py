@@ -370,6 +370,17 @@ DETECTION_CONFIG_TTL_SEC = env_int("DETECTION_CONFIG_TTL_SEC", 5, minimum=0)
 # Events linked to one detection alert at most; occurrence_count keeps counting past it.
 DETECTION_ALERT_MAX_EVENTS = env_int("DETECTION_ALERT_MAX_EVENTS", 1000, minimum=1)
 
+# --- Events pipeline (post-commit outbox and relay; events/pipeline.py, docs/realtime.md) -------
+# A batch's post-commit work (broadcast, detection) is leased to the writing process this long;
+# after that the relay takes it over (the process is presumed dead).
+PIPELINE_LEASE_SEC = env_int("PIPELINE_LEASE_SEC", 10, minimum=1)
+# How often Celery beat runs the relay (events.tasks.drain_pipeline).
+PIPELINE_RELAY_INTERVAL_SEC = env_int("PIPELINE_RELAY_INTERVAL_SEC", 2, minimum=1)
+# Outbox rows completed per relay pass at most; failed steps are retried after 1, 2, 4 … s,
+# at most this long apart.
+PIPELINE_RELAY_BATCH = env_int("PIPELINE_RELAY_BATCH", 200, minimum=1)
+PIPELINE_RETRY_MAX_SEC = env_int("PIPELINE_RETRY_MAX_SEC", 10, minimum=1)
+
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.SessionJWTAuthentication"],

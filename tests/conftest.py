@@ -80,9 +80,9 @@ def broadcasts(monkeypatch):
             (group_name(route), json.loads(text)) for route, text in sends if route != REVOKE
         )
 
-    def spy_sync(self, sends):
+    def spy_sync(self, sends, **kwargs):
         record(sends)
-        return original_sync(self, sends)
+        return original_sync(self, sends, **kwargs)
 
     async def spy_async(self, sends):
         record(sends)

@@ -163,13 +163,21 @@ class Engine:
             self._config = None
 
     # --- evaluation --------------------------------------------------------------------------
-    def process(self, events: list) -> Counter:
-        """Run every enabled rule over stored events and raise the alerts; matches per rule."""
-        findings, fired = self.evaluate(events)
+    def process(
+        self, events: list, *, batch_key: str | None = None, strict: bool = False
+    ) -> Counter:
+        """Run every enabled rule over stored events and raise the alerts; matches per rule.
+
+        `batch_key` (stable across retries of the same micro-batch) makes the window updates
+        idempotent; `strict` raises when Redis is unreachable instead of skipping the windows.
+        """
+        findings, fired = self.evaluate(events, batch_key=batch_key, strict=strict)
         self.raise_alerts(findings)
         return fired
 
-    def evaluate(self, events: list) -> tuple[list[Finding], Counter]:
+    def evaluate(
+        self, events: list, *, batch_key: str | None = None, strict: bool = False
+    ) -> tuple[list[Finding], Counter]:
         """Steps 1-3: match and update the windows; what to raise, and matches per rule."""
         config = self.config()
         findings: dict[tuple[str, tuple[str, ...]], Finding] = {}
@@ -226,8 +234,10 @@ class Engine:
 
         if requests:
             try:
-                hits = self.store.update(requests)
+                hits = self.store.update(requests, token=batch_key)
             except redis.RedisError as exc:
+                if strict:
+                    raise  # the pipeline keeps the batch and retries it once Redis is back
                 # Single-event rules above still alert; windows need Redis (docs/detection.md).
                 logger.warning(
                     "detection: Redis unavailable (%s), %d window updates skipped",

@@ -15,7 +15,11 @@ events leave `pending`. Because add, measure and claim happen in one atomic step
 - two workers feeding halves of a burst see one merged set: nothing is missed;
 - every event is reported at most once: nothing is double-counted, whoever runs first;
 - events arriving out of order (imports, agent retries) still count in their own time's window;
-- a retried event (same id) is added once.
+- a retried event (same id) is added once;
+- a retried micro-batch (same `token`: the events pipeline retries a batch whose process died,
+  or whose transaction rolled back, after Redis had run its update) gets the first run's answer
+  back, kept under `<key>:done:<token>` for DETECTION_STATE_TTL_SEC, instead of being measured
+  again: the events it reported are reported again to the retry, and nothing is counted twice.
 
 Each step is O(log n) plus the events it reports, so a burst of thousands of failed logons
 costs the same per event as the first few. Distinct counts use the latest time each value was
@@ -34,9 +38,9 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-# KEYS: all, pending, values.
-# ARGV: window, threshold, exact (0/1), distinct (0/1), ttl seconds, cap, then for each event of
-#       this group in the batch: member ("<event_id>|<value>"), ts, value.
+# KEYS: all, pending, values, done (the saved answer for this batch token).
+# ARGV: window, threshold, exact (0/1), distinct (0/1), ttl seconds, cap, token ('' for none),
+#       then for each event of this group in the batch: member ("<event_id>|<value>"), ts, value.
 # Returns {best metric, member, score, member, score...}: the events reported for the first time
 # by any of these events' windows (none while below the threshold).
 WINDOW_SCRIPT = """
@@ -46,10 +50,15 @@ local exact = ARGV[3] == '1'
 local distinct = ARGV[4] == '1'
 local ttl = tonumber(ARGV[5])
 local cap = tonumber(ARGV[6])
+local token = ARGV[7]
+if token ~= '' then
+  local saved = redis.call('GET', KEYS[4])
+  if saved then return cjson.decode(saved) end
+end
 local counted = KEYS[1]
 if distinct then counted = KEYS[3] end
 local result = {0}
-for e = 7, #ARGV, 3 do
+for e = 8, #ARGV, 3 do
   local member, ts, value = ARGV[e], tonumber(ARGV[e + 1]), ARGV[e + 2]
   if redis.call('ZADD', KEYS[1], 'NX', ts, member) == 1 then
     redis.call('ZADD', KEYS[2], ts, member)
@@ -99,6 +108,7 @@ for i = 1, 3 do
   end
   redis.call('EXPIRE', KEYS[i], ttl)
 end
+if token ~= '' then redis.call('SET', KEYS[4], cjson.encode(result), 'EX', ttl) end
 return result
 """
 
@@ -153,12 +163,16 @@ class WindowStore:
         return f"{settings.REDIS_KEY_PREFIX}:detect:{rule_id}:{digest}"
 
     def update(
-        self, requests: list[tuple[str, tuple[str, ...], WindowSpec, int, float, str]]
+        self,
+        requests: list[tuple[str, tuple[str, ...], WindowSpec, int, float, str]],
+        token: str | None = None,
     ) -> dict[tuple[str, tuple[str, ...]], WindowHit]:
         """Add each (rule_id, group, spec, event_id, ts, value), in order; hits per group.
 
         One script call per (rule, group) of the batch, all in one pipeline: a burst of a
-        thousand failed logons from one attacker is one call, not a thousand.
+        thousand failed logons from one attacker is one call, not a thousand. With a `token`
+        (stable across retries of the same micro-batch), a group already updated under that
+        token answers as it did the first time and changes nothing.
         """
         if not requests:
             return {}
@@ -177,13 +191,17 @@ class WindowStore:
                     int(spec.distinct),
                     ttl,
                     cap,
+                    token or "",
                 ]
             args += [f"{event_id}|{value}", repr(ts), value]
         pipe = self.client.pipeline(transaction=False)
         for (rule_id, group), args in groups.items():
             key = self.key(rule_id, group)
+            done = f"{key}:done:{token}" if token else key + ":done"
             self._script(
-                keys=[key + ":all", key + ":pending", key + ":values"], args=args, client=pipe
+                keys=[key + ":all", key + ":pending", key + ":values", done],
+                args=args,
+                client=pipe,
             )
         try:
             replies = pipe.execute()
