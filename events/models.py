@@ -90,6 +90,9 @@ class PipelineItem(models.Model):
     """
 
     step = models.CharField(max_length=64)
+    # Random per batch, never reused (unlike keys, which restart with a new database): the key
+    # under which steps make their side effects idempotent across retries.
+    batch_key = models.CharField(max_length=32)
     event_ids = models.JSONField(default=list)
     created_at = models.DateTimeField(default=timezone.now)
     # Nobody may work on the row before this time: the lease of its holder, or a retry delay.

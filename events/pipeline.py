@@ -120,10 +120,17 @@ def enqueue(events: list[SecurityEvent]) -> None:
         return
     events = sorted(events, key=lambda event: event.pk)
     token = uuid.uuid4().hex
+    batch_key = uuid.uuid4().hex
     ids = [event.pk for event in events]
     now = timezone.now()
     items = [
-        PipelineItem(step=step.name, event_ids=ids, claimed_until=now + _lease(), claim_token=token)
+        PipelineItem(
+            step=step.name,
+            batch_key=batch_key,
+            event_ids=ids,
+            claimed_until=now + _lease(),
+            claim_token=token,
+        )
         for step in steps()
     ]
     items = _insert(items)
@@ -152,7 +159,9 @@ def _run_fast_path(items: list[PipelineItem], events: list[SecurityEvent]) -> No
 
 def _run(step: Step, item: PipelineItem, events: list[SecurityEvent]) -> bool:
     """Run one step for one outbox row this process holds; True when it is done."""
-    context = StepContext(key=f"p{item.pk}", item_id=item.pk, attempt=item.attempts + 1)
+    context = StepContext(
+        key=f"{item.batch_key}.{item.step}", item_id=item.pk, attempt=item.attempts + 1
+    )
     try:
         if step.transactional:
             with transaction.atomic():

@@ -100,12 +100,10 @@ def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
 def _complete_unfinished_work(result: IngestResult) -> None:
     """An agent's retry found events already stored: finish what a crashed original left (a
     relay pass over due outbox rows; nothing to do in the usual case, one indexed query)."""
-    if not result.duplicates or connection.in_atomic_block:
-        return  # inside a caller's transaction the relay waits for its own pass
-    try:
-        pipeline.drain(limit=20, budget_sec=5.0)
-    except Exception:  # noqa: BLE001 - the retry's answer must not depend on the relay
-        logger.exception("pipeline relay pass after a duplicate batch failed")
+    if result.duplicates:
+        # After the caller's transaction (at once if there is none); robust: the retry's
+        # answer must not depend on the relay.
+        transaction.on_commit(lambda: pipeline.drain(limit=20, budget_sec=5.0), robust=True)
 
 
 def insert_rows(rows: list[SecurityEvent]) -> list[SecurityEvent]:
