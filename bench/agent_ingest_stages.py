@@ -156,7 +156,7 @@ def run(args) -> dict:
         stages["broadcast (event messages)"] += time.perf_counter() - started
 
         started = time.perf_counter()
-        services.after_events_stored(created)
+        services.after_events_stored(created, only=("alerts.detection",))
         stages["detection (after_events_stored)"] += time.perf_counter() - started
     stages["_load"] = load
     return stages

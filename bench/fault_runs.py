@@ -13,8 +13,9 @@ window, so each stored event must be counted by the brute-force alert.
 1. Crashes: a 500-event batch is posted to daphne A; the moment its outbox rows are committed
    (the batch is stored, its post-commit work is not done yet) A is killed with SIGKILL. The
    agent retries the same batch on B (`duplicates`), A is restarted. Repeated `--crashes` times.
-2. Redis restart: Redis is killed (SIGKILL; AOF keeps what it acknowledged), batches are posted
-   to both servers while it is down, Redis is started again.
+2. Redis restart: Redis is killed (SIGKILL; AOF keeps what it acknowledged, or with
+   `--no-persistence` it comes back empty), batches are posted to both servers while it is
+   down, Redis is started again.
 3. Worker kill: while the relay drains what the outage left, the Celery worker is killed with
    SIGKILL as soon as it has completed part of it; a new worker finishes.
 4. Wait until the outbox is empty, then check:
@@ -65,8 +66,9 @@ def log(message: str) -> None:
 
 
 class World:
-    def __init__(self, database_url: str | None, workdir: Path) -> None:
+    def __init__(self, database_url: str | None, workdir: Path, no_persistence: bool) -> None:
         self.workdir = workdir
+        self.no_persistence = no_persistence
         self.redis_port = free_port()
         self.sqlite = None if database_url else workdir / "siem.sqlite3"
         self.database_url = database_url or f"sqlite:///{self.sqlite}"
@@ -118,10 +120,11 @@ class World:
                 str(self.workdir),
                 "--save",
                 "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
+                *(
+                    ["--appendonly", "no"]
+                    if self.no_persistence
+                    else ["--appendonly", "yes", "--appendfsync", "always"]
+                ),
             ],
         )
         wait_port(self.redis_port)
@@ -436,11 +439,16 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=500, help="events per crash batch")
     parser.add_argument("--outage-batches", type=int, default=10)
     parser.add_argument("--outage-batch", type=int, default=200)
+    parser.add_argument(
+        "--no-persistence",
+        action="store_true",
+        help="Redis without AOF: its restart loses history and windows (clients must resync)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="fault-runs-"))
-    world = World(args.database_url, workdir)
+    world = World(args.database_url, workdir, args.no_persistence)
     started = time.monotonic()
     try:
         world.start_redis()
@@ -456,6 +464,7 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     report["database"] = "sqlite" if world.sqlite else world.database_url.split(":", 1)[0]
+    report["redis_persistence"] = "none" if args.no_persistence else "aof, fsync always"
     report["seconds"] = round(time.monotonic() - started, 1)
     report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     if args.keep:

@@ -329,7 +329,9 @@ def breakdown(args, env: dict[str, str], rounds: int = 7) -> dict[str, float]:
         "validate as the bulk view does (fast path)": validate,
         "insert (COPY on PostgreSQL, incl. validation)": insert,
         "broadcast (history script, one call per 200 messages)": broadcast,
-        "post-ingestion pipeline (detection)": lambda: after_events_stored(created),
+        "post-ingestion pipeline (detection)": lambda: after_events_stored(
+            created, only=("alerts.detection",)
+        ),
         "whole request (Django test client)": request,
     }
     result = {}
