@@ -17,7 +17,9 @@ from siem.throttle import Blocked, Charge, FailureThrottle, Scope
 
 
 def _throttle() -> FailureThrottle:
-    return FailureThrottle("enroll-fail", settings.ENROLLMENT_FAILURE_WINDOW_SEC, label="Enrollment")
+    return FailureThrottle(
+        "enroll-fail", settings.ENROLLMENT_FAILURE_WINDOW_SEC, label="Enrollment"
+    )
 
 
 def attempt(client_ip: str | None) -> Blocked | Charge:
