@@ -1,11 +1,16 @@
-"""Failed-login throttling, shared by every server process through Redis.
+"""Failed-login throttling (siem/throttle.py), shared by every server process through Redis.
 
-Failures are counted per username and per client IP in fixed windows of
-LOGIN_FAILURE_WINDOW_SEC. Once a username reaches LOGIN_FAILURE_LIMIT failures, or an IP reaches
-LOGIN_FAILURE_IP_LIMIT (default 4 x LOGIN_FAILURE_LIMIT, so one office NAT with a few typos is
-not locked out), further attempts get 429 until the window ends — even with the right password,
-or guessing would simply go on. A success clears the username's counter only: clearing the IP
-counter would let one valid account reset a password-spraying run.
+Three counters per LOGIN_FAILURE_WINDOW_SEC, all charged atomically before the password is
+checked:
+- (user name, address), LOGIN_FAILURE_LIMIT (5): someone guessing one account from one place;
+- user name from any address, LOGIN_FAILURE_USER_LIMIT (10 x): a distributed guess. Much higher,
+  so that nobody can lock a colleague out from one address (django-axes and Wazuh lock on
+  user and address first, for the same reason);
+- address, LOGIN_FAILURE_IP_LIMIT (4 x): one address spraying many names.
+Once a counter is at its limit, every attempt it covers gets 429 until its window ends, even
+with the right password, or guessing would simply go on. A success refunds its own charge and
+clears its (user, address) and user counters, never the address counter: one valid account must
+not reset a password-spraying run. User names are compared case-insensitively and hashed.
 
 Redis down: attempts are allowed (and a warning is logged). Logins depend on the database, not
 Redis, and locking every analyst out during a Redis outage would be worse than a short window
@@ -14,81 +19,31 @@ without throttling.
 
 from __future__ import annotations
 
-import hashlib
-import logging
-from dataclasses import dataclass
-
-import redis
 from django.conf import settings
 
-logger = logging.getLogger(__name__)
+from siem.throttle import Blocked, Charge, FailureThrottle, Scope
 
-_clients: dict[str, redis.Redis] = {}
-
-
-def _client() -> redis.Redis:
-    url = settings.REDIS_URL
-    if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _clients[url]
+USER_AND_ADDRESS, USER, ADDRESS = "user and address", "user", "address"
 
 
-def ip_limit() -> int:
-    return int(getattr(settings, "LOGIN_FAILURE_IP_LIMIT", 4 * settings.LOGIN_FAILURE_LIMIT))
+def _throttle() -> FailureThrottle:
+    return FailureThrottle("login-fail", settings.LOGIN_FAILURE_WINDOW_SEC, label="Login")
 
 
-def _keys(username: str, client_ip: str | None) -> tuple[str, str]:
-    # Hash the username: any bytes a client sends become a fixed-size, safe key.
-    digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
-    prefix = f"{settings.REDIS_KEY_PREFIX}:login-fail"
-    return f"{prefix}:user:{digest}", f"{prefix}:ip:{client_ip or 'unknown'}"
+def _scopes(throttle: FailureThrottle, username: str, client_ip: str | None) -> list[Scope]:
+    name, address = username.strip().lower(), client_ip or "unknown"
+    return [
+        Scope(USER_AND_ADDRESS, throttle.key("pair", name, address), settings.LOGIN_FAILURE_LIMIT),
+        Scope(USER, throttle.key("user", name), settings.LOGIN_FAILURE_USER_LIMIT),
+        Scope(ADDRESS, throttle.key("ip", address), settings.LOGIN_FAILURE_IP_LIMIT),
+    ]
 
 
-@dataclass(frozen=True)
-class Blocked:
-    retry_after: int
-    scope: str  # "username" or "ip"
+def attempt(username: str, client_ip: str | None) -> Blocked | Charge:
+    """Charge one login attempt; Blocked (429) if a counter is already at its limit."""
+    throttle = _throttle()
+    return throttle.charge(_scopes(throttle, username, client_ip))
 
 
-def check(username: str, client_ip: str | None) -> Blocked | None:
-    """A Blocked verdict if this username or IP has failed too often in the current window."""
-    user_key, ip_key = _keys(username, client_ip)
-    try:
-        pipe = _client().pipeline(transaction=False)
-        pipe.get(user_key).ttl(user_key).get(ip_key).ttl(ip_key)
-        user_count, user_ttl, ip_count, ip_ttl = pipe.execute()
-    except redis.RedisError:
-        logger.warning("Login throttle unavailable (Redis error); attempt allowed")
-        return None
-    if int(user_count or 0) >= settings.LOGIN_FAILURE_LIMIT:
-        return Blocked(retry_after=_ttl(user_ttl), scope="username")
-    if int(ip_count or 0) >= ip_limit():
-        return Blocked(retry_after=_ttl(ip_ttl), scope="ip")
-    return None
-
-
-def record_failure(username: str, client_ip: str | None) -> None:
-    window = settings.LOGIN_FAILURE_WINDOW_SEC
-    try:
-        pipe = _client().pipeline(transaction=True)
-        for key in _keys(username, client_ip):
-            # The window starts at the first failure and later ones do not extend it
-            # (SET NX EX rather than EXPIRE NX, which the embedded Redis 6.2 lacks).
-            pipe.set(key, 0, ex=window, nx=True)
-            pipe.incr(key)
-        pipe.execute()
-    except redis.RedisError:
-        logger.warning("Login throttle unavailable (Redis error); failure not counted")
-
-
-def record_success(username: str, client_ip: str | None) -> None:
-    user_key, _ip_key = _keys(username, client_ip)
-    try:
-        _client().delete(user_key)
-    except redis.RedisError:
-        logger.warning("Login throttle unavailable (Redis error)")
-
-
-def _ttl(value) -> int:
-    ttl = int(value or -1)
-    return ttl if ttl > 0 else int(settings.LOGIN_FAILURE_WINDOW_SEC)
+def succeeded(charge: Charge) -> None:
+    _throttle().forgive(charge, clear=(USER_AND_ADDRESS, USER))

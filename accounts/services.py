@@ -6,10 +6,12 @@ import logging
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts import audit
 from accounts.models import Session
 
 logger = logging.getLogger(__name__)
@@ -34,26 +36,69 @@ def issue_access_token(
 
 
 def revoke_session(session: Session, *, reason: str = "logout", actor=None) -> bool:
-    """Revoke one session; True if it was active. Open sockets notice within seconds."""
-    updated = Session.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoked_reason=reason[:100]
-    )
-    if updated:
-        logger.info(
-            "Session %s of user %s revoked (%s)", session.pk, session.user.get_username(), reason
+    """Revoke one session; True if it was active. Open sockets notice within seconds.
+
+    A revocation by someone else than the session's owner (an admin) is audited; a logout is
+    the owner's own business.
+    """
+    with transaction.atomic():
+        updated = Session.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_reason=reason[:100]
         )
-        _notify_revoked([session.jti])
+        if updated:
+            logger.info(
+                "Session %s of user %s revoked (%s)",
+                session.pk,
+                session.user.get_username(),
+                reason,
+            )
+            if actor is not None and getattr(actor, "pk", None) != session.user_id:
+                audit.record(
+                    "session.revoked",
+                    actor=actor,
+                    target=session,
+                    details={"user": session.user.get_username(), "reason": reason},
+                )
+            _notify_revoked([session.jti])
     return bool(updated)
 
 
-def revoke_user_sessions(user, *, reason: str = "revoked by admin") -> int:
-    jtis = list(Session.objects.active().filter(user=user).values_list("jti", flat=True))
-    count = Session.objects.filter(jti__in=jtis, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoked_reason=reason[:100]
-    )
-    if jtis:
-        _notify_revoked(jtis)
+def revoke_user_sessions(user, *, reason: str = "revoked by admin", actor=None) -> int:
+    with transaction.atomic():
+        jtis = list(Session.objects.active().filter(user=user).values_list("jti", flat=True))
+        count = Session.objects.filter(jti__in=jtis, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_reason=reason[:100]
+        )
+        if count:
+            audit.record(
+                "session.revoked",
+                actor=actor,
+                target=user,
+                details={"user": user.get_username(), "reason": reason, "sessions": count},
+            )
+        if jtis:
+            _notify_revoked(jtis)
     return count
+
+
+def record_failed_login(username: str, client_ip: str | None, *, lockouts=()) -> None:
+    """Log a failed login; audit the failure that starts a lockout.
+
+    The typed name is logged only if such a user exists: people type passwords into the user
+    name field, and those must not end up in the logs.
+    """
+    User = get_user_model()
+    exists = User._default_manager.filter(**{User.USERNAME_FIELD: username}).exists()
+    shown = repr(username[:150]) if exists else "(no such user)"
+    logger.info("Failed login for user %s from %s", shown, client_ip)
+    if lockouts:
+        audit.record(
+            "login.lockout",
+            target_type="login",
+            target_id=username[:150] if exists else "",
+            details={"scopes": list(lockouts), "known_user": exists},
+            ip_address=client_ip,
+        )
 
 
 def _notify_revoked(jtis: list[str]) -> None:

@@ -35,11 +35,36 @@ class AgentAdmin(admin.ModelAdmin):
         "registered_at",
         "token_revoked_at",
     )
-    readonly_fields = ("agent_id", "status", "last_seen", "registered_at", "token_revoked_at")
-    actions = ["revoke_tokens", "mark_offline"]
+    # Everything an agent is comes from its enrollment and heartbeats; the admin changes it only
+    # through the actions below (services: audited, broadcast).
+    readonly_fields = fields
+    actions = ["revoke_tokens", "mark_offline", "delete_agents"]
 
     def has_add_permission(self, request) -> bool:
         return False  # agents enroll themselves with the enrollment key
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # replaced by the audited delete_agents
+        return actions
+
+    def delete_model(self, request, obj) -> None:
+        services.delete_agent(obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for agent in queryset:
+            services.delete_agent(agent, actor=request.user)
+
+    @admin.action(
+        permissions=["delete"],
+        description="Delete the selected agents (audited; a revoked host may then enroll again)",
+    )
+    def delete_agents(self, request, queryset):
+        count = 0
+        for agent in queryset:
+            services.delete_agent(agent, actor=request.user)
+            count += 1
+        self.message_user(request, f"Deleted {count} agent(s).", messages.SUCCESS)
 
     @admin.display(boolean=True, description="token active")
     def token_active(self, obj: Agent) -> bool:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
+from ipaddress import ip_address as ip_address_of
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import audit
 from agents.models import Agent, AgentStatus, hash_agent_token
 from realtime.manager import get_connection_manager
 
@@ -36,6 +38,13 @@ def register_agent(
             last_seen=now,
             registered_at=now,
             token_hash=hash_agent_token(token),
+        )
+        audit.record(
+            "agent.enrolled",
+            actor=actor,
+            target=agent,
+            details={"hostname": hostname, "re_enrolled": False},
+            ip_address=_ip_or_none(ip_address),
         )
         get_connection_manager().broadcast_agent_status(agent, action="registered")
     logger.info("Agent %s registered for host %s", agent.agent_id, hostname)
@@ -99,11 +108,38 @@ def revoke_agent_token(agent: Agent, *, actor=None) -> bool:
         changed = Agent.objects.filter(pk=agent.pk, token_revoked_at__isnull=True).update(
             token_revoked_at=timezone.now()
         )
+        if changed:
+            audit.record(
+                "agent.token_revoked",
+                actor=actor,
+                target=agent,
+                details={"hostname": agent.hostname},
+            )
     if changed:
         logger.info(
             "Agent %s token revoked by %s", agent.agent_id, getattr(actor, "username", actor)
         )
     return bool(changed)
+
+
+def delete_agent(agent: Agent, *, actor) -> None:
+    """Forget an agent (so that a revoked host may enroll again); its events stay, unlinked."""
+    with transaction.atomic():
+        audit.record(
+            "agent.deleted",
+            actor=actor,
+            target=agent,
+            details={"hostname": agent.hostname, "agent_id": str(agent.agent_id)},
+        )
+        Agent.objects.filter(pk=agent.pk).delete()
+    logger.warning("Agent %s (%s) deleted by %s", agent.agent_id, agent.hostname, actor)
+
+
+def _ip_or_none(value: str | None) -> str | None:
+    try:
+        return str(ip_address_of(value)) if value else None
+    except ValueError:
+        return None
 
 
 class EnrollmentRefused(Exception):
@@ -153,6 +189,13 @@ def enroll_agent(
         known.last_seen = timezone.now()
         known.save(
             update_fields=["token_hash", "ip_address", "os", "version", "status", "last_seen"]
+        )
+        audit.record(
+            "agent.enrolled",
+            actor=actor,
+            target=known,
+            details={"hostname": hostname, "re_enrolled": True},
+            ip_address=_ip_or_none(ip_address),
         )
         get_connection_manager().broadcast_agent_status(known, action="registered")
     logger.warning(

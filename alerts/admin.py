@@ -49,11 +49,27 @@ class AlertAdmin(admin.ModelAdmin):
         "created_by",
         "created_at",
         "updated_at",
+        "resolution",
+        "linked_events",
     )
-    raw_id_fields = ("events",)
+    # Links to events are evidence written by detection and the API (with a timeline row and a
+    # broadcast); the admin shows how many, it does not edit them behind the services' back.
+    exclude = ("events",)
     list_select_related = ("assigned_to",)
     inlines = [AlertActivityInline]
     actions = ["acknowledge_selected", "resolve_selected", "mark_false_positive"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # alerts are closed through the services, not deleted
+        return actions
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # evidence: resolve or mark false positive instead (both on the timeline)
+
+    @admin.display(description="linked events")
+    def linked_events(self, obj: Alert) -> int:
+        return obj.events.count() if obj.pk else 0
 
     @admin.action(permissions=["change"], description="Acknowledge selected alerts (assign to me)")
     def acknowledge_selected(self, request, queryset):

@@ -35,11 +35,21 @@ class IncidentAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "closed_at",
+        "resolution",
     )
-    filter_horizontal = ("alerts",)
+    # Linking alerts goes through the service (timeline row + broadcast): see save_model.
+    raw_id_fields = ("alerts",)
     list_select_related = ("assigned_to",)
     inlines = [IncidentActivityInline]
     actions = ["escalate_selected", "close_selected"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # incidents are closed, not deleted
+        return actions
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a case file: close it instead (on its timeline)
 
     def _apply(self, request, queryset, verb, change) -> None:
         apply_to_each(self, request, queryset, verb, "incident", change)
@@ -67,12 +77,15 @@ class IncidentAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
+        """Writes go through the services (timeline row + broadcast), alert links included."""
+        alerts = form.cleaned_data.get("alerts") if "alerts" in form.changed_data else None
         if not change:
             created = services.create_incident(
                 title=obj.title,
                 severity=obj.severity,
                 description=obj.description,
                 assigned_to=obj.assigned_to,
+                alerts=alerts or (),
                 actor=request.user,
             )
             obj.pk = created.pk
@@ -83,5 +96,16 @@ class IncidentAdmin(admin.ModelAdmin):
             for name in form.changed_data
             if name in {"title", "description", "severity", "assigned_to"}
         }
-        if fields:
-            services.update_incident(Incident.objects.get(pk=obj.pk), actor=request.user, **fields)
+        if fields or alerts is not None:
+            services.update_incident(
+                Incident.objects.get(pk=obj.pk),
+                actor=request.user,
+                alerts=list(alerts) if alerts is not None else None,
+                **fields,
+            )
+
+    def save_related(self, request, form, formsets, change):
+        """Only the inlines: the `alerts` links were saved by the service in save_model (a plain
+        `form.save_m2m()` would set them again, with no timeline row and no broadcast)."""
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)

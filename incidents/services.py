@@ -130,7 +130,8 @@ def update_incident(
             incident.save()
             if alerts is not None:
                 incident.alerts.set(list(alerts))
-            _log(incident, actor, "updated", previous, note=", ".join(sorted(changes)))
+            changed = sorted(changes) + (["alerts"] if alerts is not None else [])
+            _log(incident, actor, "updated", previous, note=", ".join(changed))
             get_connection_manager().broadcast_incident(incident, action="updated")
         if target == IncidentStatus.CLOSED:
             incident = close_incident(incident, actor=actor)

@@ -22,6 +22,20 @@ logger = logging.getLogger("realtime")
 
 TOKEN_REQUIRED = "Token required"  # noqa: S105 (a message, not a secret)
 INVALID_TOKEN = "Invalid token"  # noqa: S105 (a message, not a secret)
+# SPEC "Roles on every path": a valid token of a user in no role group gets this and close 4003.
+PERMISSION_DENIED = "Permission denied"
+
+
+class NoRole(Exception):
+    """A valid token or ticket of a user in no role group (and not a superuser)."""
+
+
+def may_subscribe(user) -> bool:
+    """May this (authenticated, active) user open any `/ws/` channel? The one role check of
+    the real-time layer (sync; it costs a groups query, so a cache may wrap it later)."""
+    from accounts.roles import get_role
+
+    return get_role(user) is not None
 
 
 def token_from_query(query_string: bytes | str, name: str = "token") -> str:
@@ -35,20 +49,21 @@ def token_from_query(query_string: bytes | str, name: str = "token") -> str:
 
 
 def _check_token(raw: str):
-    identity = validate_access_token(raw)
-    # Touch what the consumer reads later, here in the worker thread, not in the event loop.
-    identity.user.get_username()
-    return identity
+    return _authorized(validate_access_token(raw))
 
 
 def _redeem_ticket(ticket: str):
     from realtime.tickets import redeem_ticket
 
-    return _touch(redeem_ticket(ticket))
+    return _authorized(redeem_ticket(ticket))
 
 
-def _touch(identity):
+def _authorized(identity):
+    """The identity if its user has a role, else NoRole; runs in the worker thread, so what
+    the consumer reads later (the username) is loaded here, not in the event loop."""
     identity.user.get_username()
+    if not may_subscribe(identity.user):
+        raise NoRole(identity.user.get_username())
     return identity
 
 
@@ -78,6 +93,10 @@ class QueryTokenAuthMiddleware:
                 # "Invalid token".
                 logger.info("WebSocket %s refused: %s", "token" if raw else "ticket", exc)
                 scope["auth_error"] = INVALID_TOKEN
+            except NoRole as exc:
+                # Refused before the consumer subscribes or replays anything (close 4003).
+                logger.warning("WebSocket refused: user %s has no role", exc)
+                scope["auth_error"] = PERMISSION_DENIED
         return await self.app(scope, receive, send)
 
 

@@ -2,7 +2,7 @@
 
 Life of a socket:
 1. Accept, then refuse (error message + application close code) if the middleware found no
-   token (4001) or a bad one (4003), or the channel is unknown (4004).
+   token (4001), a bad one or a user in no role group (4003), or the channel is unknown (4004).
 2. Subscribe to the channel's broadcasts and the token's revocation (the process's fan-out
    hub, or in `layer` mode the groups `siem.<channel>` and `siem.session.<jti>`), then
    re-check the session: a logout that happened between validation and subscribing would

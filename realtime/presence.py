@@ -20,9 +20,9 @@ import weakref
 
 import redis
 from django.conf import settings
-from redis import asyncio as aioredis
 
 from realtime.messages import CHANNELS
+from siem import redis as siem_redis
 
 logger = logging.getLogger("realtime")
 
@@ -42,32 +42,9 @@ def key(channel: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:presence:{channel}"
 
 
-# --- clients -----------------------------------------------------------------------------------
-# Short timeouts: a count or a refresh must never hang a request or a socket on a dead Redis.
-_CLIENT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
-_sync_clients: dict[str, redis.Redis] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, aioredis.Redis]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _client() -> redis.Redis:
-    client = _sync_clients.get(settings.REDIS_URL)
-    if client is None:
-        client = _sync_clients[settings.REDIS_URL] = redis.Redis.from_url(
-            settings.REDIS_URL, **_CLIENT_OPTIONS
-        )
-    return client
-
-
-def _aclient() -> aioredis.Redis:
-    """One asyncio client per event loop (a client is bound to the loop that created it)."""
-    loop = asyncio.get_running_loop()
-    url, client = _async_clients.get(loop, (None, None))
-    if client is None or url != settings.REDIS_URL:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
-        _async_clients[loop] = (settings.REDIS_URL, client)
-    return client
+# --- clients: the application's one Redis door (siem/redis.py) -------------------------------
+_client = siem_redis.client
+_aclient = siem_redis.aclient
 
 
 # --- counts (sync: the guide's monitoring API, Celery tasks, commands) --------------------------

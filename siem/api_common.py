@@ -144,9 +144,3 @@ def _set_chunked_length(request) -> None:
     if seekable is not None and seekable():
         meta["CONTENT_LENGTH"] = str(stream.seek(0, io.SEEK_END))
         stream.seek(0)
-
-
-def client_ip(request) -> str | None:
-    """The peer address. X-Forwarded-For is not trusted: any client could forge it and so
-    escape the per-IP login throttle; put the real address in REMOTE_ADDR at the proxy."""
-    return request.META.get("REMOTE_ADDR") or None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -293,6 +294,25 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 JWT_ACCESS_TOKEN_LIFETIME_SEC = env_int("JWT_ACCESS_TOKEN_LIFETIME_SEC", 28800, minimum=60)
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW_SEC = env_int("LOGIN_FAILURE_WINDOW_SEC", 300, minimum=1)
+
+# --- Trust: throttles, proxies, roles (issue 13; docs/security.md) ----------------------------
+# Failed logins lock (user, address) at LOGIN_FAILURE_LIMIT, the user from every address only at
+# LOGIN_FAILURE_USER_LIMIT (so nobody can lock an account out from one address), and one
+# address spraying many names at LOGIN_FAILURE_IP_LIMIT; all per LOGIN_FAILURE_WINDOW_SEC.
+LOGIN_FAILURE_USER_LIMIT = env_int("LOGIN_FAILURE_USER_LIMIT", 10 * LOGIN_FAILURE_LIMIT, minimum=1)
+LOGIN_FAILURE_IP_LIMIT = env_int("LOGIN_FAILURE_IP_LIMIT", 4 * LOGIN_FAILURE_LIMIT, minimum=1)
+# Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed
+# (siem/client_address.py); empty: the TCP peer is the client, the header is ignored.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network ({_exc})"
+        ) from _exc
+# What a client is told to wait when the database is unreachable (JSON 503, siem/errors.py).
+DB_UNAVAILABLE_RETRY_AFTER_SEC = env_int("DB_UNAVAILABLE_RETRY_AFTER_SEC", 5, minimum=1)
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=JWT_ACCESS_TOKEN_LIFETIME_SEC),

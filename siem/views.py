@@ -11,7 +11,9 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from realtime.auth import may_subscribe
 from siem.admin_live import issue_admin_live_ticket
+from siem.client_address import client_ip
 
 API_BASE = "/api/v1"
 DASHBOARD_WS_PATH = "/ws/dashboard"
@@ -54,5 +56,8 @@ def admin_live_ticket(request: HttpRequest) -> JsonResponse:
     user = request.user
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return JsonResponse({"detail": "A signed-in staff session is required."}, status=403)
-    ticket, lifetime = issue_admin_live_ticket(user, client_ip=request.META.get("REMOTE_ADDR"))
+    if not may_subscribe(user):
+        # Staff in no role group (SPEC "Roles on every path"): no live data either.
+        return JsonResponse({"detail": "Permission denied: your account has no role."}, status=403)
+    ticket, lifetime = issue_admin_live_ticket(user, client_ip=client_ip(request))
     return JsonResponse({"ticket": ticket, "expires_in": lifetime})

@@ -27,10 +27,10 @@ def wipe_login_throttle() -> None:
     """Forget failed logins counted under this test run's own Redis key prefix."""
     import redis
 
-    from accounts.login_throttle import _client
+    from siem.redis import client as redis_client
 
     try:
-        client = _client()
+        client = redis_client()
         keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:login-fail:*"))
         if keys:
             client.delete(*keys)

@@ -9,6 +9,7 @@ import logging
 
 import jsonschema
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from agents import services
@@ -28,13 +29,16 @@ def enrollment_key(settings):
 @pytest.fixture(autouse=True)
 def no_counted_failures():
     """Wrong keys are counted per address in Redis (this run's own prefix): start from zero."""
-    from accounts.login_throttle import _client
-    from agents.enrollment_throttle import _key
+    from siem.redis import client
 
-    keys = [_key(address) for address in ("127.0.0.1", OTHER_ADDRESS)]
-    _client().delete(*keys)
+    def wipe():
+        keys = list(client().scan_iter(f"{settings.REDIS_KEY_PREFIX}:enroll-fail:*"))
+        if keys:
+            client().delete(*keys)
+
+    wipe()
     yield
-    _client().delete(*keys)
+    wipe()
 
 
 def register(hostname="WS-001", key=KEY, **extra):

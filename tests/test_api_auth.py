@@ -103,11 +103,41 @@ def test_repeated_failures_for_one_username_are_throttled_even_with_the_right_pa
     assert login(APIClient(), "admin2-missing", "x", REMOTE_ADDR="10.9.9.9").status_code == 401
 
 
-def test_username_throttle_ignores_case_and_counts_across_addresses(admin_user, settings):
+def test_the_user_and_address_lock_ignores_case_and_spares_other_addresses(admin_user, settings):
     settings.LOGIN_FAILURE_LIMIT = 2
     login(APIClient(), "Admin", "wrong", REMOTE_ADDR="10.0.0.1")
-    login(APIClient(), "admin", "wrong", REMOTE_ADDR="10.0.0.2")
-    assert login(APIClient(), "admin", REMOTE_ADDR="10.0.0.3").status_code == 429
+    login(APIClient(), "admin", "wrong", REMOTE_ADDR="10.0.0.1")
+    assert login(APIClient(), "admin", REMOTE_ADDR="10.0.0.1").status_code == 429
+    # Locking on (user, address) first: a guesser cannot lock the real user out elsewhere.
+    assert login(APIClient(), "admin", REMOTE_ADDR="10.0.0.2").status_code == 200
+
+
+def test_the_user_alone_is_locked_only_at_the_much_higher_user_limit(admin_user, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    settings.LOGIN_FAILURE_USER_LIMIT = 6
+    for n in range(6):  # a distributed guess: 6 addresses, 1 try each
+        assert login(APIClient(), "admin", "wrong", REMOTE_ADDR=f"10.1.0.{n}").status_code == 401
+    response = login(APIClient(), "admin", REMOTE_ADDR="10.1.0.99")
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+
+
+def test_the_failure_that_starts_a_lockout_is_audited_without_the_typed_name_of_a_stranger(
+    admin_user, settings, caplog
+):
+    from accounts.models import AuditLog
+
+    settings.LOGIN_FAILURE_LIMIT = 2
+    for name in ("admin", "admin", "hunter2-typed-as-name", "hunter2-typed-as-name"):
+        login(APIClient(), name, "wrong", REMOTE_ADDR="10.2.0.1")
+    entries = list(AuditLog.objects.filter(action="login.lockout").order_by("id"))
+    assert [(e.target_id, e.details["scopes"], e.ip_address) for e in entries] == [
+        ("admin", ["user and address"], "10.2.0.1"),
+        ("", ["user and address"], "10.2.0.1"),
+    ]
+    assert "Failed login for user 'admin' from 10.2.0.1" in caplog.text
+    assert "hunter2" not in caplog.text  # no such user: a password typed into the wrong field
+    assert "Failed login for user (no such user) from 10.2.0.1" in caplog.text
 
 
 def test_one_address_spraying_many_usernames_is_throttled(admin_user, settings):

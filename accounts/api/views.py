@@ -14,8 +14,9 @@ from rest_framework.views import APIView
 from accounts import login_throttle
 from accounts.api.serializers import LoginSerializer, MeSerializer, TokenSerializer
 from accounts.permissions import request_role
-from accounts.services import issue_access_token, revoke_session
-from siem.api_common import client_ip
+from accounts.services import issue_access_token, record_failed_login, revoke_session
+from siem.client_address import client_ip
+from siem.throttle import Blocked
 
 logger = logging.getLogger(__name__)
 
@@ -44,28 +45,29 @@ class LoginView(APIView):
         username = serializer.validated_data["username"]
         password = serializer.validated_data["password"]
         ip = client_ip(request)
-        blocked = login_throttle.check(username, ip)
-        if blocked is not None:
-            logger.warning("Login throttled for %s (%s)", blocked.scope, ip)
+        # Charged before the password is checked, atomically: concurrent guesses cannot all
+        # pass a check that only later counts them (accounts/login_throttle.py).
+        verdict = login_throttle.attempt(username, ip)
+        if isinstance(verdict, Blocked):
+            logger.warning("Login throttled for %s (%s)", verdict.scope, ip)
             return Response(
                 {
                     "detail": "Too many failed login attempts. "
-                    f"Try again in {blocked.retry_after} seconds."
+                    f"Try again in {verdict.retry_after} seconds."
                 },
                 status=status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(blocked.retry_after)},
+                headers={"Retry-After": str(verdict.retry_after)},
             )
         # ModelBackend refuses inactive users, and hashes anyway for unknown names (timing).
         user = authenticate(request._request, username=username, password=password)
         if user is None:
-            login_throttle.record_failure(username, ip)
-            logger.info("Failed login for user %r from %s", username[:150], ip)
+            record_failed_login(username, ip, lockouts=verdict.reached)
             return Response(
                 {"detail": "Invalid username or password."},
                 status=status.HTTP_401_UNAUTHORIZED,
                 headers={"WWW-Authenticate": 'Bearer realm="api"'},
             )
-        login_throttle.record_success(username, ip)
+        login_throttle.succeeded(verdict)
         token, _session = issue_access_token(
             user, client_ip=ip, user_agent=request.META.get("HTTP_USER_AGENT", "")
         )

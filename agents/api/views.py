@@ -33,8 +33,10 @@ from agents.authentication import AgentTokenAuthentication, IsAgent
 from agents.models import Agent, AgentStatus
 from events.ingest import prepare
 from events.services import create_events
-from siem.api_common import StandardPagination, client_ip
+from siem.api_common import StandardPagination
+from siem.client_address import client_ip
 from siem.concurrency import BUSY_RESPONSE, ingest_slot
+from siem.throttle import Blocked
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +77,21 @@ class RegisterView(APIView):
             return _forbidden(
                 "Agent enrollment is disabled on this server (AGENT_ENROLLMENT_KEY is not set)."
             )
-        retry_after = enrollment_throttle.blocked_for(client_ip(request))
-        if retry_after is not None:
-            return Response(
-                {
-                    "detail": "Too many wrong enrollment keys from this address. "
-                    f"Try again in {retry_after} seconds."
-                },
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(retry_after)},
-            )
+        address = client_ip(request)
         data = request.data
         if not isinstance(data, dict):
             return _bad_request("Expected a JSON object with enrollment_key and hostname.")
+        # Charged before the key is compared, atomically (agents/enrollment_throttle.py).
+        verdict = enrollment_throttle.attempt(address)
+        if isinstance(verdict, Blocked):
+            return Response(
+                {
+                    "detail": "Too many wrong enrollment keys from this address. "
+                    f"Try again in {verdict.retry_after} seconds."
+                },
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(verdict.retry_after)},
+            )
         offered = data.get("enrollment_key")
         if not isinstance(offered, str) or not hmac.compare_digest(
             offered.encode(), expected.encode()
@@ -96,17 +100,17 @@ class RegisterView(APIView):
             logger.warning(
                 "Agent enrollment refused: wrong enrollment key for host %r from %s",
                 str(data.get("hostname", ""))[:255],
-                client_ip(request),
+                address,
             )
-            enrollment_throttle.record_failure(client_ip(request))
             return _forbidden("Invalid enrollment key.")
+        enrollment_throttle.succeeded(verdict)
         serializer = RegisterSerializer(data=data)
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         try:
             agent, token, re_enrolled = services.enroll_agent(
                 hostname=fields["hostname"],
-                ip_address=fields.get("ip_address") or client_ip(request),
+                ip_address=fields.get("ip_address") or address,
                 os=fields.get("os", ""),
                 version=fields.get("version", ""),
             )

@@ -9,10 +9,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin, messages
 
+from alerts.detection import services
 from alerts.detection.builtin import BUILTIN_BY_ID
-from alerts.detection.catalog import ensure_builtin_rows, sync_sigma_rules
-from alerts.detection.engine import invalidate_config
-from alerts.detection.sigma import load_rules
+from alerts.detection.catalog import ensure_builtin_rows
 from alerts.models import DetectionRule, SigmaRule
 
 
@@ -68,8 +67,10 @@ class DetectionRuleAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        invalidate_config()
+        """Through the service: audited (who changed which threshold from what to what)."""
+        changes = {name: form.cleaned_data[name] for name in form.changed_data}
+        saved = services.update_detection_rule(obj, actor=request.user, **changes)
+        obj.updated_at = saved.updated_at
 
 
 class LoadedFilter(admin.SimpleListFilter):
@@ -108,29 +109,37 @@ class SigmaRuleAdmin(admin.ModelAdmin):
     def error_short(self, obj: SigmaRule) -> str:
         return obj.error[:120]
 
-    def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        invalidate_config()
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # rows mirror SIGMA_RULES_DIR; disable a rule instead (audited)
 
-    @admin.action(description="Enable the selected rules")
+    def save_model(self, request, obj, form, change) -> None:
+        """Only `enabled` is editable; through the service, audited."""
+        if "enabled" in form.changed_data:
+            services.set_sigma_rules_enabled(
+                [obj], enabled=form.cleaned_data["enabled"], actor=request.user
+            )
+
+    # Every action declares the permission it needs: a view-only staff member (viewer) sees
+    # none of them, and a forged POST is refused by the admin.
+    @admin.action(permissions=["change"], description="Enable the selected rules")
     def enable(self, request, queryset) -> None:
-        count = queryset.update(enabled=True)
-        invalidate_config()
+        count = services.set_sigma_rules_enabled(queryset, enabled=True, actor=request.user)
         self.message_user(request, f"{count} rule(s) enabled.")
 
-    @admin.action(description="Disable the selected rules")
+    @admin.action(permissions=["change"], description="Disable the selected rules")
     def disable(self, request, queryset) -> None:
-        count = queryset.update(enabled=False)
-        invalidate_config()
+        count = services.set_sigma_rules_enabled(queryset, enabled=False, actor=request.user)
         self.message_user(request, f"{count} rule(s) disabled.")
 
-    @admin.action(description="Re-read SIGMA_RULES_DIR (list new rules and load errors)")
+    @admin.action(
+        permissions=["change"],
+        description="Re-read SIGMA_RULES_DIR (list new rules and load errors)",
+    )
     def reload(self, request, queryset) -> None:
         if not settings.SIGMA_RULES_DIR:
             self.message_user(request, "SIGMA_RULES_DIR is not set.", messages.WARNING)
             return
-        ruleset = load_rules(settings.SIGMA_RULES_DIR)
-        sync_sigma_rules(ruleset)
+        ruleset = services.reload_sigma_rules(settings.SIGMA_RULES_DIR, actor=request.user)
         refused = sum(1 for entry in ruleset.entries if entry.error)
         self.message_user(
             request,

@@ -167,7 +167,8 @@ class Command(BaseCommand):
                 host,
                 "-p",
                 str(port),
-                "--proxy-headers",
+                # No --proxy-headers: daphne would believe any client's X-Forwarded-For.
+                # siem/client_address.py reads it only from TRUSTED_PROXIES.
                 "siem.asgi:application",
             ],
             env,
