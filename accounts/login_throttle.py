@@ -29,7 +29,9 @@ _clients: dict[str, redis.Redis] = {}
 def _client() -> redis.Redis:
     url = settings.REDIS_URL
     if url not in _clients:
-        _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        from siem.redis import new_sync_client  # REDIS_URL or the Sentinel master
+
+        _clients[url] = new_sync_client(socket_timeout=2, socket_connect_timeout=2)
     return _clients[url]
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from events.models import AnalysisStatus, SecurityEvent
 from realtime.manager import get_connection_manager
+from siem import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
         # robust: the events are committed whatever happens next; a failing post-ingestion
         # step is logged, never turned into an error for the agent that shipped them.
         transaction.on_commit(lambda: after_events_stored(created), robust=True)
+    metrics.EVENTS_INGESTED.inc(len(created))
     return created
 
 

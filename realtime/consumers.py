@@ -37,6 +37,7 @@ from realtime import history, messages, presence
 from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED
 from realtime.fanout import get_hub
 from realtime.manager import fanout_mode, group_name, session_group
+from siem import metrics
 
 logger = logging.getLogger("realtime")
 
@@ -185,6 +186,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
             return
         total = await presence.join(channel, self.member)
+        metrics.connections[channel].inc()
         await self._greet_and_replay(channel, since)
         logger.info("Client connected to channel '%s' (total: %d)", channel, total)
         _watch().add(self)
@@ -197,6 +199,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         await self._unsubscribe()
         channel, self.channel = self.channel, None
+        metrics.connections[channel].dec()
         remaining = await presence.leave(channel, self.member)
         logger.info("User %s disconnected from %s channel", self.username, channel)
         logger.info("Client disconnected from channel '%s' (remaining: %d)", channel, remaining)
@@ -239,6 +242,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._send_json({**messages.connection(channel), "seq": latest or 0})
         if since is not None:
             if not complete:
+                metrics.resync_notices[channel].inc()
                 await self._send_json(messages.resync_required(channel, since, latest))
                 self.last_seq = latest
             else:
@@ -282,6 +286,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def broadcast(self, event) -> None:
         """`layer` mode: a group message from the manager; `text` is what the client gets."""
+        metrics.deliveries[self.channel].inc()
         await self.deliver(event["text"])
 
     async def session_revoked(self, event) -> None:

@@ -23,6 +23,7 @@ from django.conf import settings
 from redis import asyncio as aioredis
 
 from realtime.messages import CHANNELS
+from siem.redis import new_async_client, new_sync_client
 
 logger = logging.getLogger("realtime")
 
@@ -54,9 +55,7 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, 
 def _client() -> redis.Redis:
     client = _sync_clients.get(settings.REDIS_URL)
     if client is None:
-        client = _sync_clients[settings.REDIS_URL] = redis.Redis.from_url(
-            settings.REDIS_URL, **_CLIENT_OPTIONS
-        )
+        client = _sync_clients[settings.REDIS_URL] = new_sync_client(**_CLIENT_OPTIONS)
     return client
 
 
@@ -65,7 +64,7 @@ def _aclient() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     url, client = _async_clients.get(loop, (None, None))
     if client is None or url != settings.REDIS_URL:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, **_CLIENT_OPTIONS)
+        client = new_async_client(**_CLIENT_OPTIONS)
         _async_clients[loop] = (settings.REDIS_URL, client)
     return client
 

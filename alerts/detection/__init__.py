@@ -30,4 +30,16 @@ def detect_events(events: list) -> Counter:
             fired.update(engine.process(events[start : start + CHUNK]))
     except Exception:
         logger.exception("detection failed for a batch of %d event(s)", len(events))
+    _observe_latency(events)
     return fired
+
+
+def _observe_latency(events: list) -> None:
+    """From the batch's arrival (`received_at`, one per batch) to the end of its detection."""
+    from django.utils import timezone
+
+    from siem.metrics import DETECTION_LATENCY
+
+    received_at = getattr(events[0], "received_at", None)
+    if received_at is not None:
+        DETECTION_LATENCY.observe(max(0.0, (timezone.now() - received_at).total_seconds()))
