@@ -272,6 +272,9 @@ REALTIME_HISTORY_MAX_AGE_SEC = env_int("REALTIME_HISTORY_MAX_AGE_SEC", 600, mini
 REALTIME_BACKLOG_MAX = env_int("REALTIME_BACKLOG_MAX", 10_000, minimum=0)
 # Lifetime of a one-time `?ticket=` from POST /api/v1/auth/ws-ticket (realtime/tickets.py).
 REALTIME_TICKET_TTL_SEC = env_int("REALTIME_TICKET_TTL_SEC", 30, minimum=1)
+# A socket's identity (session valid, user, role) cached in Redis this long (realtime/auth.py);
+# revocations, group and user changes invalidate it at once.
+REALTIME_AUTH_CACHE_SEC = env_int("REALTIME_AUTH_CACHE_SEC", 300, minimum=1)
 REALTIME_FANOUT = env_str("REALTIME_FANOUT", "hub").strip().lower()
 if REALTIME_FANOUT not in {"hub", "layer"}:
     raise ImproperlyConfigured(f"REALTIME_FANOUT: expected hub or layer, got {REALTIME_FANOUT!r}")
