@@ -102,9 +102,15 @@ def record_failed_login(username: str, client_ip: str | None, *, lockouts=()) ->
 
 
 def _notify_revoked(jtis: list[str]) -> None:
-    """Tell every server process to close sockets opened with these tokens (after commit)."""
+    """Tell every server process to close sockets opened with these tokens (after commit).
+
+    First the WebSocket authentication cache's markers (a handshake racing this revocation is
+    refused), then the broadcast that closes open sockets: on_commit keeps that order.
+    """
+    from realtime.auth import mark_revoked
     from realtime.manager import get_connection_manager
 
+    transaction.on_commit(lambda: mark_revoked(jtis), robust=True)
     get_connection_manager().revoke_sessions(jtis)
 
 

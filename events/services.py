@@ -16,6 +16,7 @@ from django.utils import timezone
 from events import pipeline
 from events.models import AnalysisStatus, SecurityEvent
 from realtime.manager import get_connection_manager
+from siem import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
     with transaction.atomic():
         created = insert_rows(rows)
         pipeline.enqueue(created)
+    metrics.EVENTS_INGESTED.inc(len(created))
     return created
 
 

@@ -73,7 +73,10 @@ def install() -> None:
 def _give_up(protocol, transport) -> None:
     from twisted.internet import reactor
 
+    from siem.metrics import WS_SLOW_CLIENT_CLOSES
+
     protocol._siem_too_slow = True
+    WS_SLOW_CLIENT_CLOSES.inc()
     logger.warning(
         "Closing a WebSocket that stopped reading: %d bytes unsent (close %d)",
         pending_bytes(transport),

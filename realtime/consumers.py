@@ -5,8 +5,9 @@ Life of a socket:
    token (4001), a bad one or a user in no role group (4003), or the channel is unknown (4004).
 2. Subscribe to the channel's broadcasts and the token's revocation (the process's fan-out
    hub, or in `layer` mode the groups `siem.<channel>` and `siem.session.<jti>`), then
-   re-check the session: a logout that happened between validation and subscribing would
-   otherwise never reach this socket.
+   re-check the session's revocation marker (`realtime.auth.is_revoked`, one Redis EXISTS):
+   a logout that happened between validation and subscribing would otherwise never reach
+   this socket.
 3. Record presence, send the `connection` message (with the channel's `seq`), then with
    `?since=` the missed messages from the history (or `resync_required`), then broadcasts
    that arrived meanwhile; log the guide's two lines.
@@ -34,9 +35,10 @@ from django.conf import settings
 
 from accounts.models import Session
 from realtime import history, messages, presence
-from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED
+from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED, is_revoked
 from realtime.fanout import get_hub
 from realtime.manager import fanout_mode, group_name, session_group
+from siem import metrics
 
 logger = logging.getLogger("realtime")
 
@@ -132,10 +134,6 @@ def _watch() -> _SessionWatch:
     return watch
 
 
-def _session_active(jti: str) -> bool:
-    return not _inactive_jtis([jti])
-
-
 class RealtimeConsumer(AsyncWebsocketConsumer):
     channel: str | None = None
     jti: str | None = None
@@ -171,7 +169,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         identity = self.scope["token_identity"]
         self.jti = identity.jti
-        self.username = identity.user.get_username()
+        self.username = identity.username
         self.member = uuid.uuid4().hex
         logger.info("User %s connecting to %s channel", self.username, channel)
         self.channel, self._early = channel, []
@@ -179,16 +177,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.channel = None
             await self._refuse("Real-time service unavailable", CLOSE_UNAVAILABLE)
             return
-        if not await database_sync_to_async(_session_active)(self.jti):
+        if await is_revoked(self.jti):
             await self._unsubscribe()
             self.channel = None
             await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
             return
         total = await presence.join(channel, self.member)
+        metrics.connections[channel].inc()
         await self._greet_and_replay(channel, since)
         logger.info("Client connected to channel '%s' (total: %d)", channel, total)
         _watch().add(self)
-        self._schedule_expiry(identity.session.expires_at.timestamp())
+        self._schedule_expiry(identity.expires_at)
 
     async def disconnect(self, code) -> None:
         if self._expiry is not None:
@@ -197,6 +196,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         await self._unsubscribe()
         channel, self.channel = self.channel, None
+        metrics.connections[channel].dec()
         remaining = await presence.leave(channel, self.member)
         logger.info("User %s disconnected from %s channel", self.username, channel)
         logger.info("Client disconnected from channel '%s' (remaining: %d)", channel, remaining)
@@ -239,6 +239,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._send_json({**messages.connection(channel), "seq": latest or 0})
         if since is not None:
             if not complete:
+                metrics.resync_notices[channel].inc()
                 await self._send_json(messages.resync_required(channel, since, latest))
                 self.last_seq = latest
             else:
@@ -282,6 +283,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def broadcast(self, event) -> None:
         """`layer` mode: a group message from the manager; `text` is what the client gets."""
+        metrics.deliveries[self.channel].inc()
         await self.deliver(event["text"])
 
     async def session_revoked(self, event) -> None:

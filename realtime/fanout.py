@@ -26,10 +26,11 @@ from collections import defaultdict
 
 import redis
 from django.conf import settings
-from redis import asyncio as aioredis
 
 from realtime import history, messages
 from realtime.messages import CHANNELS
+from siem import metrics
+from siem.redis import new_async_client
 
 logger = logging.getLogger("realtime")
 
@@ -88,9 +89,7 @@ class Hub:
     async def _run(self) -> None:
         names = {redis_channel(name): name for name in (*CHANNELS, REVOKE)}
         while len(self):
-            client = aioredis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=10
-            )
+            client = new_async_client(socket_connect_timeout=2, health_check_interval=10)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*names)
@@ -134,7 +133,10 @@ class Hub:
         if not self.channels.get(name):
             self.last_seq.pop(name, None)  # nobody here: nothing to keep continuous
             return
-        for text in history.split(data):  # one write's messages of this channel, in order
+        texts = history.split(data)  # one write's messages of this channel, in order
+        if texts:
+            metrics.observe_hub_lag(name, texts[-1])
+        for text in texts:
             seq = history.seq_of(text)
             if seq is not None:
                 last = self.last_seq.get(name)
@@ -167,7 +169,9 @@ class Hub:
             logger.warning("Gap on channel %s beyond the history: clients told to resync", name)
             reload_point = first - 1
             notice = messages.resync_required(name, last, reload_point)
-            for consumer in list(self.channels.get(name, ())):
+            consumers = list(self.channels.get(name, ()))
+            metrics.resync_notices[name].inc(len(consumers))
+            for consumer in consumers:
                 await consumer.resync(notice, reload_point)
             self.last_seq[name] = max(reload_point, self.last_seq.get(name, 0))
         for seq, text in missed:
@@ -181,6 +185,7 @@ class Hub:
             return
         # One ASGI message for every socket: daphne only reads it.
         frame = {"type": "websocket.send", "text": text}
+        metrics.deliveries[name].inc(len(members))
         for consumer in list(members):
             try:
                 await consumer.deliver_frame(frame, seq)

@@ -56,3 +56,17 @@ def redeem_ticket(ticket: str) -> TokenIdentity:
     if user.pk != claims["user_id"] or not user.is_active:
         raise InvalidToken("ticket's user inactive or mismatched")
     return TokenIdentity(user=user, session=session, jti=session.jti)
+
+
+async def aredeem_claims(ticket: str) -> dict:
+    """Consume a ticket in the event loop: its claims `{"jti", "user_id"}`, or InvalidToken.
+
+    The WebSocket handshake's path: the session behind the claims is then checked through the
+    authentication cache (`realtime.auth.cached_identity`), not the database each time.
+    """
+    if not ticket or len(ticket) > 200:
+        raise InvalidToken("malformed ticket")
+    raw = await presence._aclient().getdel(_key(ticket))
+    if raw is None:
+        raise InvalidToken("ticket unknown, already used or expired")
+    return json.loads(raw)

@@ -273,6 +273,9 @@ REALTIME_HISTORY_MAX_AGE_SEC = env_int("REALTIME_HISTORY_MAX_AGE_SEC", 600, mini
 REALTIME_BACKLOG_MAX = env_int("REALTIME_BACKLOG_MAX", 10_000, minimum=0)
 # Lifetime of a one-time `?ticket=` from POST /api/v1/auth/ws-ticket (realtime/tickets.py).
 REALTIME_TICKET_TTL_SEC = env_int("REALTIME_TICKET_TTL_SEC", 30, minimum=1)
+# A socket's identity (session valid, user, role) cached in Redis this long (realtime/auth.py);
+# revocations, group and user changes invalidate it at once.
+REALTIME_AUTH_CACHE_SEC = env_int("REALTIME_AUTH_CACHE_SEC", 300, minimum=1)
 REALTIME_FANOUT = env_str("REALTIME_FANOUT", "hub").strip().lower()
 if REALTIME_FANOUT not in {"hub", "layer"}:
     raise ImproperlyConfigured(f"REALTIME_FANOUT: expected hub or layer, got {REALTIME_FANOUT!r}")
@@ -289,6 +292,44 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# --- Operations: Redis Sentinel, health and metrics (docs/deployment.md) -------------------------
+# With REDIS_SENTINELS ("host:port,host:port") and REDIS_SENTINEL_MASTER, every Redis user — the
+# channel layer, the Celery broker, the app's own clients (siem/redis.py) — talks to the master
+# the sentinels name; REDIS_URL then only supplies the master's password and database number.
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "").strip()
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")
+try:
+    from siem.redis import master_kwargs as _master_kwargs
+    from siem.redis import sentinel_hosts as _sentinel_hosts
+
+    REDIS_SENTINELS = _sentinel_hosts(env_str("REDIS_SENTINELS", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"REDIS_SENTINELS: {exc}") from exc
+if REDIS_SENTINELS and not REDIS_SENTINEL_MASTER:
+    raise ImproperlyConfigured("REDIS_SENTINELS is set: REDIS_SENTINEL_MASTER must name the master")
+if REDIS_SENTINELS:
+    _sentinel_auth = {"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {}
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+        {
+            "sentinels": REDIS_SENTINELS,
+            "master_name": REDIS_SENTINEL_MASTER,
+            "sentinel_kwargs": _sentinel_auth,
+            **_master_kwargs(REDIS_URL),
+        }
+    ]
+    _master = _master_kwargs(REDIS_URL)
+    _auth = f":{_master['password']}@" if "password" in _master else ""
+    CELERY_BROKER_URL = ";".join(
+        f"sentinel://{_auth}{host}:{port}/{_master.get('db', 0)}" for host, port in REDIS_SENTINELS
+    )
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "master_name": REDIS_SENTINEL_MASTER,
+        "sentinel_kwargs": _sentinel_auth,
+    }
+# GET /metrics: with METRICS_TOKEN set, only `Authorization: Bearer <METRICS_TOKEN>` is served;
+# without it, only loopback peers are (a SIEM's internals are not for the internet).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 # --- Authentication ----------------------------------------------------------------------------
 JWT_ACCESS_TOKEN_LIFETIME_SEC = env_int("JWT_ACCESS_TOKEN_LIFETIME_SEC", 28800, minimum=60)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from siem import views
+from siem import ops, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -12,4 +12,8 @@ urlpatterns = [
     path("admin/live-ticket/", views.admin_live_ticket, name="admin-live-ticket"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("siem.api_urls")),
+    # Operations (docs/deployment.md "Health and metrics").
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
 ]

@@ -44,6 +44,7 @@ def detect_events(events: list, *, batch_key: str | None = None, strict: bool = 
         if strict:
             raise
         logger.exception("detection failed for a batch of %d event(s)", len(events))
+    _observe_latency(events)
     return fired
 
 
@@ -51,3 +52,14 @@ def detection_step(events: list, context) -> None:
     """The events pipeline's step `alerts.detection` (run inside the transaction that completes
     its outbox row: the alerts it raises and counts commit exactly once)."""
     detect_events(events, batch_key=context.key, strict=True)
+
+
+def _observe_latency(events: list) -> None:
+    """From the batch's arrival (`received_at`, one per batch) to the end of its detection."""
+    from django.utils import timezone
+
+    from siem.metrics import DETECTION_LATENCY
+
+    received_at = getattr(events[0], "received_at", None)
+    if received_at is not None:
+        DETECTION_LATENCY.observe(max(0.0, (timezone.now() - received_at).total_seconds()))

@@ -121,8 +121,10 @@ def default_client() -> redis.Redis:
     if client is None:
         # One attempt, short timeouts: ingestion waits for detection, so an outage must cost
         # one failed call, then nothing while the store is marked down (WindowStore.update).
-        client = _clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=1, socket_timeout=5, retry=Retry(NoBackoff(), 0)
+        from siem.redis import new_sync_client  # REDIS_URL or the Sentinel master
+
+        client = _clients[url] = new_sync_client(
+            socket_connect_timeout=1, socket_timeout=5, retry=Retry(NoBackoff(), 0)
         )
     return client
 

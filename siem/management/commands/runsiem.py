@@ -81,6 +81,7 @@ class Command(BaseCommand):
         self.children: list[tuple[str, subprocess.Popen]] = []
         env = os.environ.copy()
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.fresh_metrics_dir(env))
         redis_proc = None
         try:
             if os.environ.get("REDIS_URL"):
@@ -100,6 +101,16 @@ class Command(BaseCommand):
             self.say("Stopped.")
 
     # --- steps ---------------------------------------------------------------------------------
+    @staticmethod
+    def fresh_metrics_dir(env: dict[str, str]) -> Path:
+        """Where daphne and the Celery processes write their metrics for `/metrics` to sum
+        (prometheus_client's multiprocess mode); emptied at start, as that mode requires."""
+        path = Path(env.get("PROMETHEUS_MULTIPROC_DIR") or settings.DATA_DIR / "prometheus")
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # only the metric files, whatever else lives there
+            stale.unlink(missing_ok=True)
+        return path
+
     def start_embedded_redis(self) -> tuple[subprocess.Popen, str]:
         port, password = free_port(), secrets.token_urlsafe(24)
         workdir = settings.DATA_DIR / "redis"
