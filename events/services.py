@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
+from events import rollups
 from events.models import AnalysisStatus, SecurityEvent
 from realtime.manager import get_connection_manager
 
@@ -84,6 +85,7 @@ def create_event(item: Mapping[str, Any], *, agent=None, actor=None) -> Security
 def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
     with transaction.atomic():
         created = insert_rows(rows)
+        rollups.count_new_events(created)  # dashboard counters commit with the rows
         get_connection_manager().broadcast_events(created)
         # robust: the events are committed whatever happens next; a failing post-ingestion
         # step is logged, never turned into an error for the agent that shipped them.
@@ -214,6 +216,8 @@ def apply_analysis(
             return False
         event.refresh_from_db()
         score = event.ai_score or 0
+        if score > settings.AI_NOTIFY_THRESHOLD:
+            rollups.count_ai_attack(event)  # the dashboard's "AI attacks", once per event
         alert = _raise_ai_alert(event) if score > settings.AI_ALERT_THRESHOLD else None
         if score > settings.AI_NOTIFY_THRESHOLD:
             severity = "critical" if score > settings.AI_ALERT_THRESHOLD else "high"
