@@ -6,6 +6,7 @@ from alerts import services
 from alerts.detection import admin as detection_admin  # noqa: F401 - registers rule pages
 from alerts.models import Alert, AlertActivity
 from siem.admin_common import ActivityInline, apply_to_each
+from siem.pagination import EstimatedCountPaginator
 
 
 class AlertActivityInline(ActivityInline):
@@ -30,10 +31,13 @@ class AlertAdmin(admin.ModelAdmin):
         "source",
         "created_at",
     )
-    list_filter = ("status", "severity", "category", "source", "assigned_to")
-    search_fields = ("title", "description", "hostname", "category", "rule_id")
-    date_hierarchy = "created_at"
+    # Filters from choices and the (small) users table only, no date hierarchy, estimated counts:
+    # no SELECT DISTINCT or COUNT(*) over every alert on each view (docs/performance.md, "Scale").
+    list_filter = ("status", "severity", "source", "assigned_to")
+    search_fields = ("title", "hostname", "=category", "=rule_id")
     ordering = ("-created_at",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     readonly_fields = (
         "alert_id",
         "status",

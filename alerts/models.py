@@ -72,6 +72,8 @@ class Alert(models.Model):
             models.Index(fields=["hostname", "created_at"], name="alert_host_idx"),
             models.Index(fields=["category", "created_at"], name="alert_category_idx"),
             models.Index(fields=["dedup_key", "is_open"], name="alert_dedup_idx"),
+            # Dashboard counts of open alerts and the retention purge of closed ones.
+            models.Index(fields=["is_open", "status", "severity"], name="alert_open_status_idx"),
         ]
         constraints = [
             models.CheckConstraint(

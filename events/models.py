@@ -65,6 +65,9 @@ class SecurityEvent(models.Model):
             models.Index(fields=["severity", "timestamp"], name="event_severity_ts_idx"),
             models.Index(fields=["ai_status", "event_id"], name="event_ai_queue_idx"),
             models.Index(fields=["ai_score", "timestamp"], name="event_ai_score_ts_idx"),
+            # The admin's exact search by user or source address (events/admin.py).
+            models.Index(fields=["user_name", "timestamp"], name="event_user_ts_idx"),
+            models.Index(fields=["source_ip", "timestamp"], name="event_source_ip_ts_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -108,3 +111,27 @@ class PipelineItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.step} for {len(self.event_ids)} event(s)"
+
+
+class EventRollup(models.Model):
+    """Per-minute counters of events by event time, maintained at ingestion (events/rollups.py).
+
+    The dashboard statistics sum at most 1,440 minutes × ROLLUP_SHARDS rows instead of counting
+    the events of the last 24 hours. `shard` spreads concurrent ingest transactions over several
+    rows of the same minute, so that they do not queue on one row lock until they commit.
+    """
+
+    minute = models.DateTimeField(help_text="Start of the minute (UTC) of the events' timestamp.")
+    shard = models.PositiveSmallIntegerField(default=0)
+    total = models.BigIntegerField(default=0)
+    high_severity = models.BigIntegerField(default=0)
+    ai_attacks = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "event rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "shard"], name="event_rollup_minute_shard")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} #{self.shard}: {self.total}"

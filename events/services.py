@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
-from events import pipeline
+from events import pipeline, rollups
 from events.models import AnalysisStatus, SecurityEvent
 from realtime.manager import get_connection_manager
 from siem import metrics
@@ -94,6 +94,7 @@ def create_event(item: Mapping[str, Any], *, agent=None, actor=None) -> Security
 def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
     with transaction.atomic():
         created = insert_rows(rows)
+        rollups.count_new_events(created)  # dashboard counters commit with the rows
         pipeline.enqueue(created)
     metrics.EVENTS_INGESTED.inc(len(created))
     return created
@@ -236,6 +237,8 @@ def apply_analysis(
             return False
         event.refresh_from_db()
         score = event.ai_score or 0
+        if score > settings.AI_NOTIFY_THRESHOLD:
+            rollups.count_ai_attack(event)  # the dashboard's "AI attacks", once per event
         alert = _raise_ai_alert(event) if score > settings.AI_ALERT_THRESHOLD else None
         if score > settings.AI_NOTIFY_THRESHOLD:
             severity = "critical" if score > settings.AI_ALERT_THRESHOLD else "high"

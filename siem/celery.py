@@ -52,4 +52,5 @@ def _install_beat_schedule(sender: Celery, **_kwargs) -> None:
         "agent-watchdog": _every(
             settings.AGENT_WATCHDOG_INTERVAL_SEC, "agents.tasks.mark_silent_agents_offline"
         ),
+        "retention": _every(24 * 3600, "siem.tasks.purge_expired_data"),
     }

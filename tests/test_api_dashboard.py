@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from alerts import services as alert_services
-from events.models import SecurityEvent
-from events.services import create_events
+from events.ai.base import Analysis
+from events.services import apply_analysis, create_events
 from incidents import services as incident_services
 from realtime.messages import envelope
 from tests.api_helpers import DENIED, READERS
@@ -45,7 +45,8 @@ def test_statistics_count_what_is_in_the_database(clients, caller):
             ev(5, timedelta(hours=30)),  # outside the 24 h window
         ]
     ).created
-    SecurityEvent.objects.filter(pk=created[2].pk).update(ai_score=90)
+    # Scored by the analyzer above AI_NOTIFY_THRESHOLD (70), below AI_ALERT_THRESHOLD (85).
+    apply_analysis(created[2], Analysis(80, "intrusion", "d"), provider="builtin")
     alert_services.create_alert(title="a", severity=5, category="c")
     resolved = alert_services.create_alert(title="b", severity=5, category="c")
     alert_services.resolve_alert(resolved, actor=None)

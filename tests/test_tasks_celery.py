@@ -12,7 +12,7 @@ def test_the_app_speaks_json_only_over_the_redis_broker(settings):
     assert conf.broker_url == settings.REDIS_URL
 
 
-def test_beat_runs_the_three_background_tasks_at_the_configured_intervals(settings):
+def test_beat_runs_the_background_tasks_at_the_configured_intervals(settings):
     app.finalize()
     schedule = app.conf.beat_schedule
     assert {n: (e["task"], e["schedule"]) for n, e in schedule.items()} == {
@@ -28,6 +28,7 @@ def test_beat_runs_the_three_background_tasks_at_the_configured_intervals(settin
             "agents.tasks.mark_silent_agents_offline",
             float(settings.AGENT_WATCHDOG_INTERVAL_SEC),
         ),
+        "retention": ("siem.tasks.purge_expired_data", 86400.0),
     }
     app.loader.import_default_modules()
     for entry in schedule.values():

@@ -11,7 +11,9 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.test import TestCase
 
 from accounts.services import issue_access_token
+from events.ai.base import Analysis
 from events.models import SecurityEvent
+from events.services import apply_analysis, create_events
 from realtime.messages import CHANNELS
 from realtime.tasks import broadcast_dashboard_statistics
 from siem.statistics import compute_statistics
@@ -69,7 +71,8 @@ def test_clients_on_other_channels_do_not_count(admin_user):
 
 
 def test_a_connected_dashboard_client_receives_the_statistics(admin_user):
-    SecurityEvent.objects.create(computer="WS-1", event_code=4625, severity=4, ai_score=90)
+    (event,) = create_events([{"computer": "WS-1", "event_code": 4625, "severity": 4}]).created
+    apply_analysis(event, Analysis(80, "intrusion", "d"), provider="builtin")
     token = issue_access_token(admin_user)[0]
 
     def run_task():

@@ -20,8 +20,8 @@ from events.api.serializers import (
 from events.ingest import fast_validate
 from events.models import SecurityEvent
 from events.services import create_event, create_events
-from siem.api_common import StandardPagination
 from siem.concurrency import BUSY_RESPONSE, ingest_slot
+from siem.pagination import EventPagination
 
 
 @extend_schema_view(
@@ -36,7 +36,7 @@ from siem.concurrency import BUSY_RESPONSE, ingest_slot
 class EventListView(generics.ListAPIView):
     permission_classes = [ReadRoleWriteTriage]
     serializer_class = EventSerializer
-    pagination_class = StandardPagination
+    pagination_class = EventPagination  # fast counts, `?cursor=` keyset pages
     filterset_class = EventFilter
     search_fields = ["message", "computer", "user_name", "source_ip"]
     ordering_fields = ["timestamp", "received_at", "event_id", "severity", "ai_score"]
