@@ -370,6 +370,10 @@ DETECTION_CONFIG_TTL_SEC = env_int("DETECTION_CONFIG_TTL_SEC", 5, minimum=0)
 # Events linked to one detection alert at most; occurrence_count keeps counting past it.
 DETECTION_ALERT_MAX_EVENTS = env_int("DETECTION_ALERT_MAX_EVENTS", 1000, minimum=1)
 
+# --- Hunting (docs/investigation.md) ----------------------------------------------------------
+# Events one export (GET /api/v1/events/export/) streams at most, newest first.
+EXPORT_MAX_EVENTS = env_int("EXPORT_MAX_EVENTS", 100_000, minimum=1)
+
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.SessionJWTAuthentication"],

@@ -22,10 +22,19 @@ from events.models import SecurityEvent
 from events.services import create_event, create_events
 from siem.api_common import StandardPagination
 from siem.concurrency import BUSY_RESPONSE, ingest_slot
+from siem.query_params import StrictQueryParamsMixin
 
 
 @extend_schema_view(
-    get=extend_schema(tags=["events"], summary="List events, newest first"),
+    get=extend_schema(
+        tags=["events"],
+        summary="List events, newest first",
+        description=(
+            "`q` takes the hunting query language (docs/investigation.md): 400 "
+            '`{"q": ["<reason> at position N"]}` if it cannot be read. An unknown query '
+            "parameter is a 400 naming it. Who: any role (admin, analyst, viewer)."
+        ),
+    ),
     post=extend_schema(
         tags=["events"],
         summary="Create one event",
@@ -33,7 +42,7 @@ from siem.concurrency import BUSY_RESPONSE, ingest_slot
         responses={201: EventCreatedSerializer, 400: OpenApiResponse(description="Bad fields.")},
     ),
 )
-class EventListView(generics.ListAPIView):
+class EventListView(StrictQueryParamsMixin, generics.ListAPIView):
     permission_classes = [ReadRoleWriteTriage]
     serializer_class = EventSerializer
     pagination_class = StandardPagination
