@@ -15,9 +15,10 @@ How it is built, so that it stays portable (SQLite, PostgreSQL, SQL Server) and 
    `search_text`, the lowercase list of every value of the event filled at ingestion
    (`build_search_text`). Both sides are lowercased, so matching is case-insensitive whatever
    the database's collation, and `LIKE ... ESCAPE '\\'` means the same on all three databases.
-3. A raw-field term is also ANDed with `search_text LIKE` on the same value: that is what a
-   PostgreSQL trigram index answers quickly, and it never changes the result (every value of a
-   record is a line of its search text).
+3. A raw-field term is also ANDed with a condition an index answers, which never changes the
+   result: `search_text LIKE` on the same value (every value of a record is a line of its
+   search text; PostgreSQL trigram index), or for a whole number, JSON containment where the
+   database supports it (PostgreSQL, jsonb_path_ops GIN index).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection as db_connection
 from django.db.models import F, Lookup, Q, TextField, Value
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, Lower
@@ -39,6 +41,7 @@ STORED_FIELDS = (*TEXT_FIELDS, *NUMBER_FIELDS, "message", "agent")
 FIELD_NAME = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@\-]*")
 COMPARISON = re.compile(r"([A-Za-z_@][A-Za-z0-9_.@\-]*)(>=|<=|>|<)(.*)", re.DOTALL)
 KEYWORDS = {"AND", "OR", "NOT"}
+INTEGER = re.compile(r"-?[0-9]{1,18}")
 MAX_QUERY_LENGTH = 4000
 MAX_DEPTH = 40
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -418,4 +421,19 @@ def _term(term: Term) -> Q:
     if exists:
         return Q(raw__has_key=name)
     value = Coalesce(Lower(KeyTextTransform(name, "raw")), Value(""), output_field=TextField())
-    return _search_text_hint(term) & _text_match(value, term)
+    return _raw_hint(term) & _text_match(value, term)
+
+
+def _raw_hint(term: Term) -> Q:
+    """A condition true for every event whose raw `term.field` matches `term`, that an index
+    answers. A whole number is looked up by JSON containment where the database has it
+    (`raw @> '{"LogonType": 3}'`, jsonb_path_ops GIN on PostgreSQL), because one digit has no
+    trigrams to narrow `search_text` with; the number or its string form covers both spellings."""
+    value = term.value
+    if (
+        not term.phrase
+        and INTEGER.fullmatch(value)
+        and db_connection.features.supports_json_field_contains
+    ):
+        return Q(raw__contains={term.field: int(value)}) | Q(raw__contains={term.field: value})
+    return _search_text_hint(term)
