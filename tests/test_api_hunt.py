@@ -243,7 +243,14 @@ def test_an_unknown_filter_parameter_is_a_400_naming_it(clients, events, param):
     answer = clients["viewer"].get("/api/v1/events/", {param: "x"})
     assert answer.status_code == 400
     assert list(answer.json()) == [param]
-    assert "Unknown query parameter" in answer.json()[param][0]
+    assert answer.json()[param] == ["Unknown filter parameter."]
+
+
+def test_hunting_paths_refuse_unknown_parameters_too(clients, events):
+    for path in ("histogram/", "facets/?field=computer", "export/"):
+        answer = clients["viewer"].get(f"/api/v1/events/{path}", {"page": 2})
+        assert answer.status_code == 400
+        assert answer.json() == {"page": ["Unknown filter parameter."]}
 
 
 def test_the_computer_filter_ignores_case(clients, events):

@@ -22,7 +22,7 @@ from events.models import SecurityEvent
 from events.services import create_event, create_events
 from siem.api_common import StandardPagination
 from siem.concurrency import BUSY_RESPONSE, ingest_slot
-from siem.query_params import StrictQueryParamsMixin
+from siem.strict_params import StrictQueryParams
 
 
 @extend_schema_view(
@@ -42,7 +42,7 @@ from siem.query_params import StrictQueryParamsMixin
         responses={201: EventCreatedSerializer, 400: OpenApiResponse(description="Bad fields.")},
     ),
 )
-class EventListView(StrictQueryParamsMixin, generics.ListAPIView):
+class EventListView(StrictQueryParams, generics.ListAPIView):
     permission_classes = [ReadRoleWriteTriage]
     serializer_class = EventSerializer
     pagination_class = StandardPagination
