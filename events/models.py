@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from siem.choices import Severity
@@ -39,6 +41,9 @@ class SecurityEvent(models.Model):
     user_name = models.CharField(max_length=255, blank=True)
     source_ip = models.CharField(max_length=64, blank=True)
     raw = models.JSONField(default=dict, blank=True)
+    # Every value of the event (message, stored fields, each raw value), lowercase, one per line:
+    # what hunting's bare words and raw-field terms search (events/query.py, filled at ingest).
+    search_text = models.TextField(blank=True, default="", editable=False)
 
     ai_status = models.CharField(
         max_length=16, choices=AnalysisStatus.choices, default=AnalysisStatus.PENDING
@@ -68,6 +73,9 @@ class SecurityEvent(models.Model):
             # The admin's exact search by user or source address (events/admin.py).
             models.Index(fields=["user_name", "timestamp"], name="event_user_ts_idx"),
             models.Index(fields=["source_ip", "timestamp"], name="event_source_ip_ts_idx"),
+            # Hunting's `computer:` (case-insensitive); skipped where expression indexes are not
+            # supported (SQL Server). Trigram indexes: migration 0003 (PostgreSQL only).
+            models.Index(Lower("computer"), "timestamp", name="event_computer_lower_ts_idx"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -135,3 +143,21 @@ class EventRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute:%Y-%m-%d %H:%M} #{self.shard}: {self.total}"
+
+
+class SavedSearch(models.Model):
+    """A hunting query kept under a name; `shared` ones are listed to every user."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_searches"
+    )
+    name = models.CharField(max_length=200)
+    q = models.TextField(help_text="The query, in the hunting query language.")
+    shared = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from events import pipeline, rollups
 from events.models import AnalysisStatus, SecurityEvent
+from events.normalize import event_fields
+from events.query import build_search_text
 from realtime.manager import get_connection_manager
 from siem import metrics
 
@@ -46,6 +48,7 @@ def _build(item: Mapping[str, Any], *, agent, received_at) -> SecurityEvent:
     values.setdefault("timestamp", received_at)
     if agent is not None and not values.get("computer"):
         values["computer"] = agent.hostname
+    values["search_text"] = build_search_text(values, event_fields(values.get("raw") or {}))
     return SecurityEvent(
         agent=agent, received_at=received_at, ai_status=AnalysisStatus.PENDING, **values
     )
@@ -334,3 +337,19 @@ def requeue_failed_analyses(event_ids=None, *, outage_only: bool = False) -> int
     return rows.update(
         ai_status=AnalysisStatus.PENDING, ai_attempts=0, ai_claimed_at=None, ai_analyzed_at=None
     )
+
+
+# --- saved searches (hunting) --------------------------------------------------------------------
+def create_saved_search(*, name: str, q: str, shared: bool = False, actor):
+    """Keep a hunting query under a name for `actor` (any role may)."""
+    from events.models import SavedSearch
+
+    with transaction.atomic():
+        return SavedSearch.objects.create(owner=actor, name=name, q=q, shared=shared)
+
+
+def delete_saved_search(search, *, actor) -> None:
+    """Remove a saved search (the view checks that `actor` owns it or is an admin)."""
+    with transaction.atomic():
+        search.delete()
+    logger.info("Saved search %r deleted by %s", search.name, getattr(actor, "username", actor))

@@ -450,6 +450,9 @@ PIPELINE_RELAY_INTERVAL_SEC = env_int("PIPELINE_RELAY_INTERVAL_SEC", 2, minimum=
 # at most this long apart.
 PIPELINE_RELAY_BATCH = env_int("PIPELINE_RELAY_BATCH", 200, minimum=1)
 PIPELINE_RETRY_MAX_SEC = env_int("PIPELINE_RETRY_MAX_SEC", 10, minimum=1)
+# --- Hunting (docs/investigation.md) ----------------------------------------------------------
+# Events one export (GET /api/v1/events/export/) streams at most, newest first.
+EXPORT_MAX_EVENTS = env_int("EXPORT_MAX_EVENTS", 100_000, minimum=1)
 
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -8,6 +8,7 @@ from siem import ops, views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("dashboard/", views.dashboard),
+    path("events/", views.hunt, name="hunt"),
     # Before admin.site.urls: a staff session's one-time WebSocket ticket (live alert list).
     path("admin/live-ticket/", views.admin_live_ticket, name="admin-live-ticket"),
     path("admin/", admin.site.urls),

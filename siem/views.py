@@ -17,6 +17,7 @@ from siem.client_address import client_ip
 
 API_BASE = "/api/v1"
 DASHBOARD_WS_PATH = "/ws/dashboard"
+EVENTS_WS_PATH = "/ws/events"
 
 
 def content_security_policy(request: HttpRequest) -> str:
@@ -44,6 +45,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "dashboard/index.html",
         {"api_base": API_BASE, "ws_path": DASHBOARD_WS_PATH},
     )
+    response["Content-Security-Policy"] = content_security_policy(request)
+    response["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@require_GET
+def hunt(request: HttpRequest) -> HttpResponse:
+    """The hunting page (/events/): `?q=`, `?range=15m|1h|24h|7d` or `?since=&until=` in the URL."""
+    response = render(request, "hunt/index.html", {"api_base": API_BASE, "ws_path": EVENTS_WS_PATH})
     response["Content-Security-Policy"] = content_security_policy(request)
     response["Referrer-Policy"] = "same-origin"
     return response

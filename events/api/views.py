@@ -22,10 +22,19 @@ from events.models import SecurityEvent
 from events.services import create_event, create_events
 from siem.concurrency import BUSY_RESPONSE, ingest_slot
 from siem.pagination import EventPagination
+from siem.strict_params import StrictQueryParams
 
 
 @extend_schema_view(
-    get=extend_schema(tags=["events"], summary="List events, newest first"),
+    get=extend_schema(
+        tags=["events"],
+        summary="List events, newest first",
+        description=(
+            "`q` takes the hunting query language (docs/investigation.md): 400 "
+            '`{"q": ["<reason> at position N"]}` if it cannot be read. An unknown query '
+            "parameter is a 400 naming it. Who: any role (admin, analyst, viewer)."
+        ),
+    ),
     post=extend_schema(
         tags=["events"],
         summary="Create one event",
@@ -33,7 +42,7 @@ from siem.pagination import EventPagination
         responses={201: EventCreatedSerializer, 400: OpenApiResponse(description="Bad fields.")},
     ),
 )
-class EventListView(generics.ListAPIView):
+class EventListView(StrictQueryParams, generics.ListAPIView):
     permission_classes = [ReadRoleWriteTriage]
     serializer_class = EventSerializer
     pagination_class = EventPagination  # fast counts, `?cursor=` keyset pages

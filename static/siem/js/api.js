@@ -26,7 +26,7 @@ export function errorReason(status, body, statusText = '') {
 }
 
 /**
- * createApi({base, getToken, onUnauthorized}) → {get, post, patch}
+ * createApi({base, getToken, onUnauthorized}) → {get, post, patch, del}
  * onUnauthorized(reason) is called on a 401 from any call but login, so the page can return to
  * sign-in; the call still rejects with the ApiError.
  */
@@ -68,6 +68,7 @@ export function createApi({ base, getToken, onUnauthorized = () => {} }) {
     get: (path) => request('GET', path),
     post: (path, body = {}) => request('POST', path, body),
     patch: (path, body) => request('PATCH', path, body),
+    del: (path) => request('DELETE', path),
   };
 }
 
