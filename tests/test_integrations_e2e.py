@@ -157,7 +157,9 @@ def test_a_real_worker_delivers_to_the_healthy_endpoint_while_the_other_hangs(
                     "import json; from integrations.models import Delivery;"
                     "print(json.dumps(list(Delivery.objects.order_by('id').values_list("
                     "'integration__name', 'attempt', 'status', 'error'))))",
-                ).strip().splitlines()[-1]
+                )
+                .strip()
+                .splitlines()[-1]
             )
             if ["hung", 2, "failed", "timeout (ReadTimeout)"] in log:
                 break
