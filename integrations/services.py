@@ -350,10 +350,32 @@ def backoff(attempt: int) -> float:
 
 
 def deliver(delivery_id: int) -> Delivery | None:
-    """Send one attempt; None if another worker has it (or it is done)."""
+    """Send one attempt; None if another worker has it, it is done, or it had to wait.
+
+    An integration already sending INTEGRATION_MAX_IN_FLIGHT attempts (a hanging endpoint)
+    gets this one re-queued for later instead of a second worker slot: a dead endpoint holds
+    at most that many slots, and the worker stays free for everyone else.
+    """
     now = timezone.now()
     # A claim older than a few timeouts belongs to a worker that died mid-send.
     stale = now - timedelta(seconds=3 * settings.INTEGRATION_TIMEOUT_SEC + 30)
+    row = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).values(
+        "integration_id"
+    )
+    if not row:
+        return None
+    in_flight = (
+        Delivery.objects.filter(
+            integration_id=row[0]["integration_id"],
+            started_at__gte=stale,
+            finished_at__isnull=True,
+        )
+        .exclude(pk=delivery_id)
+        .count()
+    )
+    if in_flight >= settings.INTEGRATION_MAX_IN_FLIGHT:
+        _enqueue("deliver", [delivery_id], countdown=settings.INTEGRATION_TIMEOUT_SEC)
+        return None
     claimed = (
         Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
         .filter(Q(started_at__isnull=True) | Q(started_at__lt=stale))

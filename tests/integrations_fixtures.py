@@ -76,6 +76,7 @@ def integration_settings(settings):
     settings.INTEGRATION_TIMEOUT_SEC = 1
     settings.INTEGRATION_MAX_ATTEMPTS = 3
     settings.INTEGRATION_RETRY_BACKOFF_SEC = 10
+    settings.INTEGRATION_MAX_IN_FLIGHT = 1
     settings.INTEGRATION_RATE_PER_MIN = 20
     settings.INTEGRATION_RATE_WINDOW_SEC = 3600
     settings.TELEGRAM_BOT_TOKEN = BOT_TOKEN

@@ -363,3 +363,23 @@ def test_the_secret_never_reaches_a_log_line_or_the_delivery_log(
     assert SECRET not in caplog.text  # …never the secret
     for row in Delivery.objects.values("error", "body", "summary"):
         assert SECRET not in str(row)
+
+
+def test_an_integration_busy_with_a_hung_attempt_gets_no_second_worker_slot(
+    integration_settings, receiver, task_queue, django_capture_on_commit_callbacks
+):
+    integration = webhook(receiver)
+    first = raise_alert(django_capture_on_commit_callbacks, title="first")
+    raise_alert(django_capture_on_commit_callbacks, title="second")
+    task_queue.run(count=2)  # both routed
+    pending = list(Delivery.objects.filter(integration=integration).order_by("id"))
+    # A worker is in the middle of sending the first one (claimed, not finished).
+    Delivery.objects.filter(pk=pending[0].pk).update(started_at=first.created_at)
+    task_queue.pending = [("deliver", [pending[1].pk], 0)]
+    task_queue.run(count=1)
+    assert receiver.to("/hook") == []
+    assert task_queue.pending == [("deliver", [pending[1].pk], 1)]  # re-queued for later
+    # Once the first attempt has finished, the second goes out.
+    Delivery.objects.filter(pk=pending[0].pk).update(finished_at=first.created_at)
+    task_queue.run()
+    assert [r.json()["data"]["title"] for r in receiver.to("/hook")] == ["second"]
