@@ -349,12 +349,14 @@ def backoff(attempt: int) -> float:
     return float(settings.INTEGRATION_RETRY_BACKOFF_SEC * 2 ** (attempt - 1))
 
 
-def deliver(delivery_id: int) -> Delivery | None:
-    """Send one attempt; None if another worker has it, it is done, or it had to wait.
+def deliver(delivery_id: int, waited: int = 0) -> Delivery | None:
+    """Send one attempt; None if another worker has it, it is done, or it has to wait.
 
-    An integration already sending INTEGRATION_MAX_IN_FLIGHT attempts (a hanging endpoint)
-    gets this one re-queued for later instead of a second worker slot: a dead endpoint holds
-    at most that many slots, and the worker stays free for everyone else.
+    An integration whose endpoint already holds INTEGRATION_MAX_IN_FLIGHT attempts for more
+    than a second (hanging, not merely busy) gets this one re-queued, `waited` times so far,
+    after INTEGRATION_TIMEOUT_SEC doubled per wait (at most a minute), instead of another
+    worker slot: a dead endpoint holds at most that many slots, the rest stay free for the
+    other integrations and tasks. Healthy endpoints answer in milliseconds and never wait.
     """
     now = timezone.now()
     # A claim older than a few timeouts belongs to a worker that died mid-send.
@@ -364,17 +366,15 @@ def deliver(delivery_id: int) -> Delivery | None:
     )
     if not row:
         return None
-    in_flight = (
-        Delivery.objects.filter(
-            integration_id=row[0]["integration_id"],
-            started_at__gte=stale,
-            finished_at__isnull=True,
-        )
-        .exclude(pk=delivery_id)
-        .count()
-    )
-    if in_flight >= settings.INTEGRATION_MAX_IN_FLIGHT:
-        _enqueue("deliver", [delivery_id], countdown=settings.INTEGRATION_TIMEOUT_SEC)
+    hanging = Delivery.objects.filter(
+        integration_id=row[0]["integration_id"],
+        started_at__gte=stale,
+        started_at__lt=now - timedelta(seconds=1),
+        finished_at__isnull=True,
+    ).exclude(pk=delivery_id)
+    if hanging.count() >= settings.INTEGRATION_MAX_IN_FLIGHT:
+        wait = min(settings.INTEGRATION_TIMEOUT_SEC * 2**waited, 60)
+        _enqueue("deliver", [delivery_id, waited + 1], countdown=wait)
         return None
     claimed = (
         Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)

@@ -19,9 +19,9 @@ def route(kind: str, object_id: int, action: str, revision: int | None = None) -
 
 
 @shared_task(name="integrations.tasks.deliver", ignore_result=True)
-def deliver(delivery_id: int) -> str | None:
+def deliver(delivery_id: int, waited: int = 0) -> str | None:
     """Send one attempt to one integration (a hung endpoint holds only this task)."""
-    delivery = services.deliver(delivery_id)
+    delivery = services.deliver(delivery_id, waited)
     return delivery.status if delivery else None
 
 

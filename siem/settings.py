@@ -382,8 +382,9 @@ INTEGRATION_TIMEOUT_SEC = env_int("INTEGRATION_TIMEOUT_SEC", 5, minimum=1)
 # INTEGRATION_RETRY_BACKOFF_SEC, doubled after each attempt.
 INTEGRATION_MAX_ATTEMPTS = env_int("INTEGRATION_MAX_ATTEMPTS", 5, minimum=1)
 INTEGRATION_RETRY_BACKOFF_SEC = env_int("INTEGRATION_RETRY_BACKOFF_SEC", 10, minimum=0)
-# Attempts one integration may have in progress at once (the rest wait in the queue): a hanging
-# endpoint never takes more worker slots than this (runsiem's worker has 2).
+# Attempts one integration may have hanging (over a second in progress) at once; its other
+# messages wait in the queue, so a dead endpoint never takes more worker slots than this
+# (runsiem's worker has 2).
 INTEGRATION_MAX_IN_FLIGHT = env_int("INTEGRATION_MAX_IN_FLIGHT", 1, minimum=1)
 # Alert messages per integration per window; the rest of the window goes out as one digest.
 INTEGRATION_RATE_PER_MIN = env_int("INTEGRATION_RATE_PER_MIN", 20, minimum=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
@@ -373,12 +374,16 @@ def test_an_integration_busy_with_a_hung_attempt_gets_no_second_worker_slot(
     raise_alert(django_capture_on_commit_callbacks, title="second")
     task_queue.run(count=2)  # both routed
     pending = list(Delivery.objects.filter(integration=integration).order_by("id"))
-    # A worker is in the middle of sending the first one (claimed, not finished).
-    Delivery.objects.filter(pk=pending[0].pk).update(started_at=first.created_at)
+    # A worker has been sending the first one for 2 s (claimed, not finished): hanging.
+    Delivery.objects.filter(pk=pending[0].pk).update(
+        started_at=first.created_at - timedelta(seconds=2)
+    )
     task_queue.pending = [("deliver", [pending[1].pk], 0)]
     task_queue.run(count=1)
     assert receiver.to("/hook") == []
-    assert task_queue.pending == [("deliver", [pending[1].pk], 1)]  # re-queued for later
+    assert task_queue.pending == [("deliver", [pending[1].pk, 1], 1)]  # re-queued for later
+    task_queue.run(count=1)
+    assert task_queue.pending == [("deliver", [pending[1].pk, 2], 2)]  # waiting longer
     # Once the first attempt has finished, the second goes out.
     Delivery.objects.filter(pk=pending[0].pk).update(finished_at=first.created_at)
     task_queue.run()
