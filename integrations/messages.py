@@ -82,6 +82,24 @@ def for_alert(alert, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return body, summary
 
 
+def brief(alert) -> dict[str, Any]:
+    """An alert's summary without its events' entities (one per alert of a digest, no query)."""
+    return {
+        "kind": "alert",
+        "id": alert.alert_id,
+        "action": "created",
+        "title": alert.title,
+        "severity": alert.severity,
+        "category": alert.category,
+        "description": "",
+        "hosts": _distinct([alert.hostname]),
+        "users": [],
+        "ips": [],
+        "attack": attack_ids(alert.mitre_techniques),
+        "url": link(f"/alerts/{alert.alert_id}/"),
+    }
+
+
 def for_incident(incident, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
     from events.models import SecurityEvent
 

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
-from django.db.models import Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from integrations import messages, senders
@@ -186,11 +186,42 @@ def send_test(integration: Integration, *, actor) -> Delivery:
 
 # --- hooks: called once the alert or incident write has committed ------------------------------
 def on_alert_created(alert_id: int) -> None:
-    """Post-commit hook of `alerts.services.create_alert` (repeats never come here)."""
+    """Post-commit hook of `alerts.services.create_alert` (repeats never come here).
+
+    In a flood, an alert that only a digest will carry needs no task of its own: when every
+    matching integration is past its rate limit and has its digest booked for this window,
+    nothing is queued, and the digest finds the alert in the alerts table (`flush_digest`).
+    """
+    try:
+        if _alert_needs_routing(alert_id):
+            _enqueue("route", ["alert", alert_id, "created", None])
+    except Exception:  # never into the caller: its write has committed
+        logger.exception("Could not queue notifications for alert %s", alert_id)
+
+
+def _alert_needs_routing(alert_id: int) -> bool:
     from alerts.models import Alert
 
-    severity = Alert.objects.filter(pk=alert_id).values("severity")[:1]
-    _route_later("alert", alert_id, "created", severity)
+    alert = Alert.objects.filter(pk=alert_id).values("severity", "category").first()
+    if alert is None:
+        return False
+    _start_ts, start, _end = _window(timezone.now())
+    window = Q(
+        deliveries__kind=MessageKind.ALERT,
+        deliveries__attempt=1,
+        deliveries__created_at__gte=start,
+    )
+    candidates = Integration.objects.filter(
+        enabled=True, min_severity__lte=alert["severity"]
+    ).annotate(
+        counted=Count("deliveries", filter=window & ~Q(deliveries__status=DeliveryStatus.DIGESTED)),
+        digested=Count("deliveries", filter=window & Q(deliveries__status=DeliveryStatus.DIGESTED)),
+    )
+    return any(
+        (not i.categories or alert["category"] in i.categories)
+        and (i.counted < settings.INTEGRATION_RATE_PER_MIN or not i.digested)
+        for i in candidates
+    )
 
 
 def on_incident_created(incident_id: int) -> None:
@@ -307,7 +338,10 @@ def _admit(integration_id, kind, action, key, obj, body, summary) -> Delivery | 
 
 def flush_digest(integration_id: int, window_start_ts: int) -> Delivery | None:
     """Send what a flood pushed past the rate limit up to the end of that window, as one
-    message. Collects every digested alert not carried yet, so running it twice sends once."""
+    message: the alerts routed as `digested`, and the matching alerts the write path did not
+    even queue (`on_alert_created`), found in the alerts table. Each gets a `digested` row
+    pointing to the digest, so running it twice, or a late route task, sends nothing twice."""
+
     size = settings.INTEGRATION_RATE_WINDOW_SEC
     start = datetime.fromtimestamp(window_start_ts, UTC)
     end = start + timedelta(seconds=size)
@@ -322,9 +356,14 @@ def flush_digest(integration_id: int, window_start_ts: int) -> Delivery | None:
             created_at__lt=end,
         ).order_by("id")
         rows = list(waiting.values_list("pk", "summary"))
-        if not rows:
+        # From the previous window on (stragglers), but never from before the integration
+        # existed or was last changed (it was not routing those alerts).
+        since = max(start - timedelta(seconds=size), integration.updated_at)
+        unrouted = _unrouted_alerts(integration, since, end)
+        if not rows and not unrouted:
             return None
-        body, summary = messages.for_digest([s for _pk, s in rows], iso(start), iso(end))
+        summaries = [s for _pk, s in rows] + [messages.brief(a) for a in unrouted]
+        body, summary = messages.for_digest(summaries, iso(start), iso(end))
         digest = Delivery.objects.create(
             integration=integration,
             kind=MessageKind.DIGEST,
@@ -334,13 +373,41 @@ def flush_digest(integration_id: int, window_start_ts: int) -> Delivery | None:
             summary=summary,
         )
         Delivery.objects.filter(pk__in=[pk for pk, _s in rows]).update(digest=digest)
+        Delivery.objects.bulk_create(
+            Delivery(
+                integration=integration,
+                kind=MessageKind.ALERT,
+                action="created",
+                alert=alert,
+                message_key=f"alert:{alert.alert_id}:created",
+                status=DeliveryStatus.DIGESTED,
+                summary=summary_,
+                digest=digest,
+            )
+            for alert, summary_ in zip(unrouted, summaries[len(rows) :], strict=True)
+        )
         _dispatch("deliver", [digest.pk])
     logger.info(
         "Integration %r: %d alert(s) past the rate limit sent as one digest",
         integration.name,
-        len(rows),
+        len(summaries),
     )
     return digest
+
+
+def _unrouted_alerts(integration: Integration, since: datetime, until: datetime) -> list:
+    """Alerts created in [since, until) that match the integration and have no delivery row."""
+    from alerts.models import Alert
+
+    alerts = Alert.objects.filter(
+        created_at__gte=since, created_at__lt=until, severity__gte=integration.min_severity
+    )
+    if integration.categories:
+        alerts = alerts.filter(category__in=integration.categories)
+    routed = Delivery.objects.filter(
+        integration=integration, attempt=1, alert_id=OuterRef("pk"), kind=MessageKind.ALERT
+    )
+    return list(alerts.exclude(Exists(routed)).order_by("alert_id"))
 
 
 # --- delivery ----------------------------------------------------------------------------------

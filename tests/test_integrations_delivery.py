@@ -388,3 +388,34 @@ def test_an_integration_busy_with_a_hung_attempt_gets_no_second_worker_slot(
     Delivery.objects.filter(pk=pending[0].pk).update(finished_at=first.created_at)
     task_queue.run()
     assert [r.json()["data"]["title"] for r in receiver.to("/hook")] == ["second"]
+
+
+def test_in_a_flood_the_write_path_queues_nothing_for_alerts_only_a_digest_will_carry(
+    integration_settings, receiver, task_queue, django_capture_on_commit_callbacks
+):
+    integration_settings.INTEGRATION_RATE_PER_MIN = 3
+    integration = webhook(receiver, min_severity=4)
+    for number in range(3):  # 3 messages go out
+        raise_alert(django_capture_on_commit_callbacks, title=f"Spray {number}")
+        task_queue.run()
+    raise_alert(django_capture_on_commit_callbacks, title="Spray 3")
+    task_queue.run(count=1)  # its route: past the limit, it books the digest
+    assert task_queue.names() == ["send_digest"]
+    for number in range(4, 40):
+        raise_alert(django_capture_on_commit_callbacks, title=f"Spray {number}")
+    raise_alert(django_capture_on_commit_callbacks, title="too low", severity=2)
+    assert task_queue.names() == ["send_digest"]  # the write path queued nothing more
+    task_queue.run()
+
+    bodies = [r.json() for r in receiver.to("/hook")]
+    assert [b["type"] for b in bodies] == ["alert"] * 3 + ["digest"]
+    assert bodies[-1]["data"]["count"] == 37
+    titles = {a["title"] for a in bodies[-1]["data"]["alerts"]}
+    assert titles == {f"Spray {n}" for n in range(3, 40)}
+    rows = Delivery.objects.filter(integration=integration, kind="alert")
+    assert rows.filter(status="digested", digest__isnull=False).count() == 37
+    # A late route task of a digested alert finds it already carried.
+    late = rows.filter(status="digested").order_by("-id").first()
+    task_queue.put("route", ["alert", late.alert_id, "created", None])
+    task_queue.run()
+    assert len(receiver.to("/hook")) == 4
