@@ -33,7 +33,7 @@ def is_admin(user) -> bool:
 
 # Django model permissions each role group holds, so the admin enforces the same roles as the
 # API: "app.model" → actions. Admin gets every permission of these apps plus user management.
-_DOMAIN_APPS = ("accounts", "events", "alerts", "incidents", "agents")
+_DOMAIN_APPS = ("accounts", "events", "alerts", "incidents", "agents", "integrations")
 _READ_MODELS = (
     "events.securityevent",
     "alerts.alert",

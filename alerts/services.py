@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -14,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from alerts.models import OPEN_STATUSES, Alert, AlertActivity, AlertSource, AlertStatus
+from integrations import services as notify
 from realtime.manager import get_connection_manager
 from siem.activity import actor_label, actor_user
 from siem.errors import InvalidTransition
@@ -119,6 +121,8 @@ def create_alert(
             _link_events(alert, events)
         _log(alert, actor, "created")
         get_connection_manager().broadcast_alert(alert, action="created")
+        # Notifications out (integrations): after commit, so a rolled-back alert sends nothing.
+        transaction.on_commit(partial(notify.on_alert_created, alert.pk), robust=True)
     return alert
 
 

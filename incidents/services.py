@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from alerts.services import _resolve_user
 from incidents.models import Incident, IncidentActivity, IncidentStatus
+from integrations import services as notify
 from realtime.manager import get_connection_manager
 from siem.activity import actor_label, actor_user
 from siem.errors import InvalidTransition
@@ -84,6 +86,8 @@ def create_incident(
             incident.alerts.add(*alerts)
         _log(incident, actor, "created")
         get_connection_manager().broadcast_incident(incident, action="created")
+        # Notifications out (integrations): after commit, so a rolled-back write sends nothing.
+        transaction.on_commit(partial(notify.on_incident_created, incident.pk), robust=True)
     return incident
 
 
@@ -98,6 +102,10 @@ def escalate_incident(incident: Incident, *, actor, reason: str = "") -> Inciden
         incident.save(update_fields=["status", "escalation_level", "updated_at"])
         _log(incident, actor, "escalated", previous, note=reason)
         get_connection_manager().broadcast_incident(incident, action="escalated")
+        transaction.on_commit(
+            partial(notify.on_incident_escalated, incident.pk, incident.escalation_level),
+            robust=True,
+        )
     return incident
 
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("alerts.api.urls")),
     path("", include("incidents.api.urls")),
     path("", include("agents.api.urls")),
+    path("", include("integrations.api.urls")),
     route("auth/ws-ticket", WebSocketTicketView.as_view(), "auth-ws-ticket"),  # realtime/api.py
     route("dashboard/statistics", DashboardStatisticsView.as_view(), "dashboard-statistics"),
     route("schema", SpectacularAPIView.as_view(), "api-schema"),

@@ -15,6 +15,8 @@ _PATTERNS = [
     (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]{8,}"), "Bearer [redacted]"),
     # Agent tokens carry a fixed prefix, so agent ids (UUIDs) in log lines stay readable.
     (re.compile(r"\bagt_[A-Za-z0-9_-]{8,}"), "agt_[redacted]"),
+    # Telegram bot tokens travel in the request path (`/bot<id>:<secret>/sendMessage`).
+    (re.compile(r"\bbot\d+:[A-Za-z0-9_-]{20,}"), "bot[redacted]"),
 ]
 
 

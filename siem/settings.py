@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "incidents",
     "agents",
     "realtime",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -450,9 +451,42 @@ PIPELINE_RELAY_INTERVAL_SEC = env_int("PIPELINE_RELAY_INTERVAL_SEC", 2, minimum=
 # at most this long apart.
 PIPELINE_RELAY_BATCH = env_int("PIPELINE_RELAY_BATCH", 200, minimum=1)
 PIPELINE_RETRY_MAX_SEC = env_int("PIPELINE_RETRY_MAX_SEC", 10, minimum=1)
+
 # --- Hunting (docs/investigation.md) ----------------------------------------------------------
 # Events one export (GET /api/v1/events/export/) streams at most, newest first.
 EXPORT_MAX_EVENTS = env_int("EXPORT_MAX_EVENTS", 100_000, minimum=1)
+
+# --- Notifications out: integrations (docs/integrations.md) -----------------------------------
+# Links in messages point here (`<SITE_URL>/alerts/<id>/`).
+SITE_URL = env_str("SITE_URL", "http://localhost:8000").strip().rstrip("/")
+if urlsplit(SITE_URL).scheme not in {"http", "https"} or not urlsplit(SITE_URL).netloc:
+    raise ImproperlyConfigured(f"SITE_URL: expected http(s)://host[:port], got {SITE_URL!r}")
+# Per request (HTTP and SMTP); a hanging endpoint holds one worker slot this long, no more.
+INTEGRATION_TIMEOUT_SEC = env_int("INTEGRATION_TIMEOUT_SEC", 5, minimum=1)
+# Attempts per message; failed ones (timeout, connection error, 5xx, 429) wait
+# INTEGRATION_RETRY_BACKOFF_SEC, doubled after each attempt.
+INTEGRATION_MAX_ATTEMPTS = env_int("INTEGRATION_MAX_ATTEMPTS", 5, minimum=1)
+INTEGRATION_RETRY_BACKOFF_SEC = env_int("INTEGRATION_RETRY_BACKOFF_SEC", 10, minimum=0)
+# Attempts one integration may have hanging (over a second in progress) at once; its other
+# messages wait in the queue, so a dead endpoint never takes more worker slots than this
+# (runsiem's worker has 2).
+INTEGRATION_MAX_IN_FLIGHT = env_int("INTEGRATION_MAX_IN_FLIGHT", 1, minimum=1)
+# Alert messages per integration per window; the rest of the window goes out as one digest.
+INTEGRATION_RATE_PER_MIN = env_int("INTEGRATION_RATE_PER_MIN", 20, minimum=1)
+INTEGRATION_RATE_WINDOW_SEC = env_int("INTEGRATION_RATE_WINDOW_SEC", 60, minimum=1)
+TELEGRAM_BOT_TOKEN = env_str("TELEGRAM_BOT_TOKEN", "")
+TELEGRAM_API_BASE = env_str("TELEGRAM_API_BASE", "https://api.telegram.org").strip().rstrip("/")
+# Django's SMTP back end (e-mail integrations).
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive")
+EMAIL_TIMEOUT = INTEGRATION_TIMEOUT_SEC
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "siem@localhost")
 
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
