@@ -1,4 +1,5 @@
-"""The analysts' live dashboard page and the admin's WebSocket credential endpoint.
+"""The analysts' pages (live dashboard, alert, incident) and the admin's WebSocket credential
+endpoint.
 
 The page holds no secret: it is plain HTML and static JavaScript; the analyst signs in through
 `POST /api/v1/auth/login` and the page keeps the JWT in sessionStorage.
@@ -45,6 +46,28 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     response["Content-Security-Policy"] = content_security_policy(request)
     response["Referrer-Policy"] = "same-origin"
     return response
+
+
+def _page(request: HttpRequest, template: str, context: dict) -> HttpResponse:
+    response = render(request, template, {"api_base": API_BASE, **context})
+    response["Content-Security-Policy"] = content_security_policy(request)
+    response["Referrer-Policy"] = "same-origin"
+    return response
+
+
+@require_GET
+def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
+    """The alert page: a shell; its data comes over the API once the analyst has signed in."""
+    return _page(request, "cases/alert.html", {"alert_id": alert_id, "crumb": f"Alert #{alert_id}"})
+
+
+@require_GET
+def incident_page(request: HttpRequest, incident_id: int) -> HttpResponse:
+    return _page(
+        request,
+        "cases/incident.html",
+        {"incident_id": incident_id, "crumb": f"Incident #{incident_id}"},
+    )
 
 
 @never_cache
