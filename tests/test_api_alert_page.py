@@ -294,3 +294,41 @@ def test_unknown_list_filters_are_a_400_naming_them(clients, path):
 )
 def test_known_list_filters_still_work(clients, query):
     assert clients["viewer"].get(f"/api/v1/alerts/?{query}").status_code == 200
+
+
+# --- occurrences, the incident filter, the pages ---------------------------------------------
+def test_occurrences_count_the_alerts_events_in_round_buckets(clients):
+    alert = detection_alert(make_events(3) + make_events(2))  # 0,1,2 s and 0,1 s after T0
+    data = clients["viewer"].get(f"/api/v1/alerts/{alert.pk}/occurrences/").json()
+    assert data["interval_sec"] == 1
+    assert [(b["start"], b["count"]) for b in data["buckets"]] == [
+        ("2026-11-30T12:00:00Z", 2),
+        ("2026-11-30T12:00:01Z", 2),
+        ("2026-11-30T12:00:02Z", 1),
+    ]
+    assert sum(b["count"] for b in data["buckets"]) == alert.occurrence_count
+
+
+def test_the_alert_list_filters_by_incident(clients):
+    inside = detection_alert(make_events(1))
+    services.create_alert(title="outside", severity=2, category="c")
+    incident = incident_services.create_incident(title="Case", severity=3, alerts=[inside])
+    page = clients["viewer"].get(f"/api/v1/alerts/?incident={incident.pk}").json()
+    assert [row["alert_id"] for row in page["results"]] == [inside.pk]
+
+
+@pytest.mark.parametrize(
+    ("path", "script", "data"),
+    [
+        ("/alerts/42/", "siem/js/alert.js", 'data-alert-id="42"'),
+        ("/incidents/7/", "siem/js/incident.js", 'data-incident-id="7"'),
+    ],
+)
+def test_case_pages_are_served_without_any_secret_and_with_a_strict_csp(client, path, script, data):
+    response = client.get(path)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert script in html and data in html and 'data-api-base="/api/v1"' in html
+    assert 'id="signin-form"' in html  # the dashboard's sign-in, shared
+    assert "eyJ" not in html
+    assert "script-src 'self'" in response["Content-Security-Policy"]
