@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from siem.choices import Severity
+from siem.timeline import Comment, TimelineEntry
 
 
 class AlertStatus(models.TextChoices):
@@ -91,29 +92,27 @@ class Alert(models.Model):
         return f"#{self.alert_id} {self.title}"
 
 
-class AlertActivity(models.Model):
+class AlertActivity(TimelineEntry):
     """Audit trail: who changed what on an alert, when, and from which status."""
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="activities")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    actor_name = models.CharField(
-        max_length=150, blank=True, help_text="User name, or the system component."
-    )
-    action = models.CharField(max_length=32)
-    from_status = models.CharField(max_length=16, blank=True)
-    to_status = models.CharField(max_length=16, blank=True)
-    note = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
 
-    class Meta:
-        ordering = ["created_at", "id"]
+    class Meta(TimelineEntry.Meta):
         verbose_name_plural = "alert activities"
         indexes = [models.Index(fields=["alert", "created_at"], name="alert_activity_idx")]
 
     def __str__(self) -> str:
         return f"{self.actor_name} {self.action} alert {self.alert_id}"
+
+
+class AlertComment(Comment):
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="comments")
+
+    class Meta(Comment.Meta):
+        indexes = [models.Index(fields=["alert", "created_at"], name="alert_comment_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.author_name} on alert {self.alert_id}"
 
 
 class DetectionRule(models.Model):

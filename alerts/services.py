@@ -14,11 +14,20 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from alerts.models import OPEN_STATUSES, Alert, AlertActivity, AlertSource, AlertStatus
+from alerts.models import (
+    OPEN_STATUSES,
+    Alert,
+    AlertActivity,
+    AlertComment,
+    AlertSource,
+    AlertStatus,
+)
 from integrations import services as notify
 from realtime.manager import get_connection_manager
+from realtime.messages import iso
 from siem.activity import actor_label, actor_user
 from siem.errors import InvalidTransition
+from siem.timeline import log_entry
 
 # Allowed status changes; resolved and false_positive may be reopened (to `new`).
 TRANSITIONS: dict[str, set[str]] = {
@@ -50,13 +59,13 @@ def _check(alert: Alert, target: str) -> None:
 
 
 def _log(alert: Alert, actor, action: str, from_status: str = "", note: str = "") -> None:
-    AlertActivity.objects.create(
+    log_entry(
+        AlertActivity,
         alert=alert,
-        actor=actor_user(actor),
-        actor_name=actor_label(actor),
+        actor=actor,
         action=action,
+        status=alert.status,
         from_status=from_status,
-        to_status=alert.status,
         note=note,
     )
 
@@ -97,7 +106,12 @@ def create_alert(
     occurrence_count: int = 1,
     first_seen: datetime | None = None,
 ) -> Alert:
+    """A new alert. With `events`, its occurrence_count is the number of distinct events linked
+    (so `GET /alerts/{id}/events/` counts exactly `occurrence_count`)."""
     now = timezone.now()
+    events = list(dict.fromkeys(getattr(event, "pk", event) for event in events))
+    if events:
+        occurrence_count = len(events)
     with transaction.atomic():
         alert = Alert.objects.create(
             title=title,
@@ -116,7 +130,6 @@ def create_alert(
             last_seen=seen_at or now,
             occurrence_count=occurrence_count,
         )
-        events = list(events)
         if events:
             _link_events(alert, events)
         _log(alert, actor, "created")
@@ -135,18 +148,18 @@ def raise_or_repeat(
     count: int = 1,
     dedup_window: timedelta | None = None,
     first_seen: datetime | None = None,
-    link_limit: int | None = None,
     **fields,
 ) -> tuple[Alert, bool]:
     """Create the alert for `dedup_key`, or count a repeat on the open one; (alert, created).
 
     Several workers may race on the same key: the partial unique index lets exactly one create
     it, and the losers fall back to counting a repeat. `count` is how many occurrences this call
-    stands for (a detection batch reports several at once), `first_seen` the earliest of them.
-    With `dedup_window`, a repeat seen
-    further than that from the open alert's [first_seen, last_seen] (event time) opens a new
-    alert: the old one stays open as it was, its key suffixed with its id to free the key.
-    `link_limit` caps the events linked to one alert (the count keeps counting).
+    stands for when it links no events; with `events`, every occurrence is one linked event and
+    the count grows by the events not linked before (a re-run of detection over stored events
+    counts nothing twice), so the alert's events always number its occurrence_count.
+    `first_seen` is the earliest of them. With `dedup_window`, a repeat seen further than that
+    from the open alert's [first_seen, last_seen] (event time) opens a new alert: the old one
+    stays open as it was, its key suffixed with its id to free the key.
     """
     events = list(events)
     for _attempt in range(3):
@@ -163,13 +176,12 @@ def raise_or_repeat(
                 seen_at=seen_at,
                 count=count,
                 first_seen=first_seen,
-                link_limit=link_limit,
             )
             return repeat, False
         try:
             alert = create_alert(
                 dedup_key=dedup_key,
-                events=events if link_limit is None else events[:link_limit],
+                events=events,
                 seen_at=seen_at,
                 actor=actor,
                 occurrence_count=count,
@@ -183,14 +195,15 @@ def raise_or_repeat(
 
 
 def raise_or_repeat_many(
-    specs: list[dict], *, dedup_window: timedelta | None = None, link_limit: int | None = None
+    specs: list[dict], *, dedup_window: timedelta | None = None
 ) -> list[tuple[Alert, bool]]:
     """`raise_or_repeat` for many keys in one transaction (a detection micro-batch).
 
     The common case, a repeat on an open alert, costs a fixed handful of statements for the whole
     batch instead of several per key: the open alerts of all keys are read and locked in one
-    ordered query (key order, so two workers repeating the same alerts never deadlock), their
-    counts and times written by one UPDATE, their new event links by one INSERT, and their
+    ordered query (key order, so two workers repeating the same alerts never deadlock), the
+    links they already have read by one query, their counts and times written by one UPDATE,
+    their new event links by one INSERT, and their
     `updated` broadcasts published together after commit. Keys with no open alert, or whose
     open alert is outside `dedup_window`, go through `raise_or_repeat` one by one (they create).
     Each spec holds `raise_or_repeat`'s keyword arguments (dedup_key, events, seen_at,
@@ -208,24 +221,23 @@ def raise_or_repeat_many(
         }
         _attach_assignees(open_alerts.values())
         now = timezone.now()
-        repeated: list[Alert] = []
-        links: list[tuple[Alert, list]] = []
+        repeats: list[tuple[Alert, dict]] = []
         for spec in specs:
             alert = open_alerts.get(spec["dedup_key"])
-            seen_at = spec.get("seen_at")
-            if alert is None or _outside(alert, seen_at, dedup_window):
-                results.append(
-                    raise_or_repeat(**spec, dedup_window=dedup_window, link_limit=link_limit)
-                )
+            if alert is None or _outside(alert, spec.get("seen_at"), dedup_window):
+                results.append(raise_or_repeat(**spec, dedup_window=dedup_window))
                 continue
-            events = list(spec.get("events", ()))
-            if link_limit is not None:
-                events = events[: max(link_limit - alert.occurrence_count, 0)]
-            if events:
-                links.append((alert, events))
-            _count_repeat(alert, seen_at, spec.get("count", 1), spec.get("first_seen"), now)
-            repeated.append(alert)
+            repeats.append((alert, spec))
             results.append((alert, False))
+        fresh = _unlinked([(alert, spec.get("events", ())) for alert, spec in repeats])
+        repeated: list[Alert] = []
+        links: list[tuple[Alert, list]] = []
+        for (alert, spec), new_ids in zip(repeats, fresh, strict=True):
+            count = len(new_ids) if spec.get("events") else spec.get("count", 1)
+            if new_ids:
+                links.append((alert, new_ids))
+            _count_repeat(alert, spec.get("seen_at"), count, spec.get("first_seen"), now)
+            repeated.append(alert)
         if repeated:
             _write_repeats(repeated)
             _link_events_many(links)
@@ -287,6 +299,23 @@ def _attach_assignees(alerts: Iterable[Alert]) -> None:
             alert.assigned_to = users.get(alert.assigned_to_id)
 
 
+def _unlinked(links: list[tuple[Alert, Iterable]]) -> list[list[int]]:
+    """For each (alert, events), the distinct event ids not yet linked to it (one query)."""
+    wanted = [
+        (alert, list(dict.fromkeys(getattr(e, "pk", e) for e in events))) for alert, events in links
+    ]
+    ids = {event_id for _alert, event_ids in wanted for event_id in event_ids}
+    if not ids:
+        return [[] for _ in wanted]
+    through = Alert.events.through
+    linked = set(
+        through.objects.filter(
+            alert_id__in={alert.pk for alert, _ids in wanted}, securityevent_id__in=ids
+        ).values_list("alert_id", "securityevent_id")
+    )
+    return [[i for i in event_ids if (alert.pk, i) not in linked] for alert, event_ids in wanted]
+
+
 def _link_events(alert: Alert, events: list) -> None:
     _link_events_many([(alert, events)])
 
@@ -321,19 +350,20 @@ def record_repeat(
     seen_at: datetime | None = None,
     count: int = 1,
     first_seen: datetime | None = None,
-    link_limit: int | None = None,
 ) -> Alert:
-    """A repeat of the same detection: bump count and last_seen, broadcast `updated`."""
+    """A repeat of the same detection: bump count and last_seen, broadcast `updated`.
+
+    With `events`, the count grows by the events not linked to the alert before."""
     with transaction.atomic():
         alert = _locked(alert)
         events = list(events)
-        if link_limit is not None:  # detection alerts link one event per occurrence
-            events = events[: max(link_limit - alert.occurrence_count, 0)]
+        (new_ids,) = _unlinked([(alert, events)])
+        if events:
+            count = len(new_ids)
         _count_repeat(alert, seen_at, count, first_seen, timezone.now())
         alert.save(update_fields=REPEAT_FIELDS)
-        events = list(events)
-        if events:
-            _link_events(alert, events)
+        if new_ids:
+            _link_events(alert, new_ids)
         get_connection_manager().broadcast_alert(alert, action="updated")
     return alert
 
@@ -344,10 +374,21 @@ def acknowledge_alert(alert: Alert, *, actor, assigned_to=None) -> Alert:
         _check(alert, AlertStatus.ACKNOWLEDGED)
         previous = alert.status
         alert.status = AlertStatus.ACKNOWLEDGED
-        alert.assigned_to = _resolve_user(assigned_to) or actor_user(actor)
+        # Acknowledging never takes an alert away from its assignee: only an explicit
+        # `assigned_to` reassigns; an unassigned alert goes to the one who acknowledges it.
+        current = alert.assigned_to
+        chosen = _resolve_user(assigned_to)
+        alert.assigned_to = chosen or current or actor_user(actor)
         alert.acknowledged_at = alert.updated_at = timezone.now()
         alert.save(update_fields=["status", "assigned_to", "acknowledged_at", "updated_at"])
-        _log(alert, actor, "acknowledged", previous)
+        assignee = actor_label(alert.assigned_to, "nobody")
+        if current is not None and alert.assigned_to == current:
+            note = f"kept assigned to {assignee}"
+        elif current is not None:
+            note = f"reassigned from {actor_label(current)} to {assignee}"
+        else:
+            note = f"assigned to {assignee}"
+        _log(alert, actor, "acknowledged", previous, note=note)
         get_connection_manager().broadcast_alert(alert, action="acknowledged")
     return alert
 
@@ -424,3 +465,41 @@ def resolve_alert(
         _log(alert, actor, "resolved", previous, note=resolution)
         get_connection_manager().broadcast_alert(alert, action="resolved")
     return alert
+
+
+def add_comment(alert: Alert, *, actor, text: str) -> AlertComment:
+    """A comment on the alert, in its timeline, broadcast as `commented`."""
+    with transaction.atomic():
+        alert = _locked(alert)
+        comment = AlertComment.objects.create(
+            alert=alert, author=actor_user(actor), author_name=actor_label(actor), text=text
+        )
+        _log(alert, actor, "commented", alert.status, note=text)
+        get_connection_manager().broadcast_alert(
+            {
+                "alert_id": alert.alert_id,
+                "comment_id": comment.pk,
+                "author": comment.author_name,
+                "text": comment.text,
+                "created_at": iso(comment.created_at),
+            },
+            action="commented",
+        )
+    return comment
+
+
+def log_incident_link(alerts: Iterable[Alert], *, actor, incident_id: int, added: bool) -> None:
+    """Each alert's timeline says it joined (or left) an incident (alerts show their cases)."""
+    verb = "added to" if added else "removed from"
+    AlertActivity.objects.bulk_create(
+        AlertActivity(
+            alert=alert,
+            actor=actor_user(actor),
+            actor_name=actor_label(actor),
+            action="incident",
+            from_status=alert.status,
+            to_status=alert.status,
+            note=f"{verb} incident #{incident_id}",
+        )
+        for alert in alerts
+    )

@@ -438,8 +438,6 @@ DETECTION_DEDUP_WINDOW_SEC = env_int("DETECTION_DEDUP_WINDOW_SEC", 86400, minimu
 DETECTION_STATE_TTL_SEC = env_int("DETECTION_STATE_TTL_SEC", 86400, minimum=60)
 DETECTION_STATE_MAX_EVENTS = env_int("DETECTION_STATE_MAX_EVENTS", 10000, minimum=10)
 DETECTION_CONFIG_TTL_SEC = env_int("DETECTION_CONFIG_TTL_SEC", 5, minimum=0)
-# Events linked to one detection alert at most; occurrence_count keeps counting past it.
-DETECTION_ALERT_MAX_EVENTS = env_int("DETECTION_ALERT_MAX_EVENTS", 1000, minimum=1)
 
 # --- Events pipeline (post-commit outbox and relay; events/pipeline.py, docs/realtime.md) -------
 # A batch's post-commit work (broadcast, detection) is leased to the writing process this long;
@@ -514,6 +512,7 @@ SPECTACULAR_SETTINGS = {
         "AlertStatusEnum": "alerts.models.AlertStatus",
         "IncidentStatusEnum": "incidents.models.IncidentStatus",
         "AgentStatusEnum": "agents.models.AgentStatus",
+        "TaskStatusEnum": "incidents.models.TaskStatus",  # incident tasks (the workspace)
     },
     # Described even before an agent view uses it; siem/openapi.py attaches it to those views.
     "APPEND_COMPONENTS": {

@@ -9,6 +9,8 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("dashboard/", views.dashboard),
     path("events/", views.hunt, name="hunt"),
+    path("alerts/<int:alert_id>/", views.alert_page, name="alert-page"),
+    path("incidents/<int:incident_id>/", views.incident_page, name="incident-page"),
     # Before admin.site.urls: a staff session's one-time WebSocket ticket (live alert list).
     path("admin/live-ticket/", views.admin_live_ticket, name="admin-live-ticket"),
     path("admin/", admin.site.urls),

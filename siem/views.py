@@ -1,4 +1,5 @@
-"""The analysts' live dashboard page and the admin's WebSocket credential endpoint.
+"""The analysts' pages (live dashboard, alert, incident) and the admin's WebSocket credential
+endpoint.
 
 The page holds no secret: it is plain HTML and static JavaScript; the analyst signs in through
 `POST /api/v1/auth/login` and the page keeps the JWT in sessionStorage.
@@ -50,13 +51,32 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_GET
-def hunt(request: HttpRequest) -> HttpResponse:
-    """The hunting page (/events/): `?q=`, `?range=15m|1h|24h|7d` or `?since=&until=` in the URL."""
-    response = render(request, "hunt/index.html", {"api_base": API_BASE, "ws_path": EVENTS_WS_PATH})
+def _page(request: HttpRequest, template: str, context: dict) -> HttpResponse:
+    response = render(request, template, {"api_base": API_BASE, **context})
     response["Content-Security-Policy"] = content_security_policy(request)
     response["Referrer-Policy"] = "same-origin"
     return response
+
+
+@require_GET
+def alert_page(request: HttpRequest, alert_id: int) -> HttpResponse:
+    """The alert page: a shell; its data comes over the API once the analyst has signed in."""
+    return _page(request, "cases/alert.html", {"alert_id": alert_id, "crumb": f"Alert #{alert_id}"})
+
+
+@require_GET
+def incident_page(request: HttpRequest, incident_id: int) -> HttpResponse:
+    return _page(
+        request,
+        "cases/incident.html",
+        {"incident_id": incident_id, "crumb": f"Incident #{incident_id}"},
+    )
+
+
+@require_GET
+def hunt(request: HttpRequest) -> HttpResponse:
+    """The hunting page (/events/): `?q=`, `?range=15m|1h|24h|7d` or `?since=&until=` in the URL."""
+    return _page(request, "hunt/index.html", {"ws_path": EVENTS_WS_PATH})
 
 
 @never_cache

@@ -41,6 +41,8 @@ ALERT_FIELDS = {
     "event_ids",
 }
 
+DETAIL_FIELDS = {"timeline", "entities", "mitre", "rule", "incident_ids"}
+
 
 def new_alert(**fields) -> Alert:
     values = {"title": "Multiple failed logins", "severity": 4, "category": "brute_force"}
@@ -70,7 +72,7 @@ def test_admin_and_analyst_create_an_alert_linked_to_events(clients, caller):
     )
     assert response.status_code == 201
     data = response.json()
-    assert ALERT_FIELDS | {"timeline"} == set(data)
+    assert ALERT_FIELDS | DETAIL_FIELDS == set(data)
     assert data["status"] == "new"
     assert data["source"] == "manual"
     assert data["event_ids"] == sorted(e.pk for e in events)
@@ -379,5 +381,6 @@ def test_alert_list_and_detail_use_a_fixed_number_of_queries(
         response = viewer.get("/api/v1/alerts/?page_size=50")
     assert len(response.json()["results"]) == 15
     assert all(len(a["event_ids"]) == 3 for a in response.json()["results"])
-    with django_assert_max_num_queries(5):  # + activities prefetch, no count
+    # + activities prefetch, no count; + 5 entity kinds and the incident ids (alerts/context.py)
+    with django_assert_max_num_queries(11):
         assert viewer.get(f"/api/v1/alerts/{alert.pk}/").json()["timeline"]

@@ -71,7 +71,11 @@ def test_linking_alerts_to_an_incident_in_the_admin_writes_the_timeline_and_broa
     assert response.status_code == 302
     assert set(incident.alerts.values_list("pk", flat=True)) == {first.pk, second.pk}
     entry = IncidentActivity.objects.filter(incident=incident).latest("id")
-    assert (entry.action, entry.note, entry.actor_name) == ("updated", "alerts", "analyst")
+    assert (entry.action, entry.note, entry.actor_name) == (
+        "alerts",
+        f"alerts added: #{second.pk}",
+        "analyst",
+    )
     sent = [(group, m["type"], m["action"]) for group, m in broadcasts]
     assert ("siem.incidents", "incident", "updated") in sent
     assert ("siem.dashboard", "incident", "updated") in sent

@@ -14,7 +14,18 @@ class AlertFilter(django_filters.FilterSet):
     assigned_to = django_filters.CharFilter(
         field_name="assigned_to__username", help_text="Username."
     )
+    incident = django_filters.NumberFilter(
+        field_name="incidents", help_text="Alerts of this incident (the incident page)."
+    )
 
     class Meta:
         model = Alert
-        fields = ["status", "severity", "severity_min", "category", "hostname", "assigned_to"]
+        fields = [
+            "status",
+            "severity",
+            "severity_min",
+            "category",
+            "hostname",
+            "assigned_to",
+            "incident",
+        ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from alerts import attack, context
 from alerts.models import Alert, AlertStatus
 from events.api.serializers import StrictIntegerField
 from events.models import SecurityEvent
@@ -57,12 +59,108 @@ class AlertSerializer(serializers.ModelSerializer):
         return sorted(event.pk for event in alert.events.all())
 
 
+class EntitiesSerializer(serializers.Serializer):
+    hosts = serializers.ListField(child=serializers.CharField())
+    users = serializers.ListField(child=serializers.CharField())
+    source_ips = serializers.ListField(child=serializers.CharField())
+    logon_types = serializers.ListField(child=serializers.CharField())
+    processes = serializers.ListField(child=serializers.CharField())
+
+
+class TechniqueSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    tactic = serializers.CharField()
+
+
+class RuleSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    source = serializers.CharField(help_text="`builtin` or `sigma`.")
+    level = serializers.CharField()
+
+
+class RuleDocumentSerializer(RuleSerializer):
+    techniques = TechniqueSerializer(many=True)
+    text = serializers.CharField(help_text="The Sigma YAML, or a built-in rule's definition.")
+    format = serializers.CharField(help_text="`yaml` (Sigma) or `text` (built-in).")
+
+
 class AlertDetailSerializer(AlertSerializer):
+    """One alert: what (rule, ATT&CK), where and who (entities), its cases and its timeline."""
+
     timeline = ActivitySerializer(source="activities", many=True, read_only=True)
+    entities = serializers.SerializerMethodField()
+    mitre = serializers.SerializerMethodField()
+    rule = serializers.SerializerMethodField()
+    incident_ids = serializers.SerializerMethodField()
 
     class Meta(AlertSerializer.Meta):
-        fields = [*AlertSerializer.Meta.fields, "timeline"]
+        fields = [
+            *AlertSerializer.Meta.fields,
+            "entities",
+            "mitre",
+            "rule",
+            "incident_ids",
+            "timeline",
+        ]
         read_only_fields = fields
+
+    @extend_schema_field(EntitiesSerializer)
+    def get_entities(self, alert: Alert) -> dict:
+        return context.entities(alert)
+
+    @extend_schema_field(TechniqueSerializer(many=True))
+    def get_mitre(self, alert: Alert) -> list[dict]:
+        return attack.techniques(alert.mitre_techniques)
+
+    @extend_schema_field(RuleSerializer(allow_null=True))
+    def get_rule(self, alert: Alert) -> dict | None:
+        return context.rule(alert)
+
+    def get_incident_ids(self, alert: Alert) -> list[int]:
+        return context.incident_ids(alert)
+
+
+class RelatedAlertSerializer(serializers.ModelSerializer):
+    assigned_to = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Alert
+        fields = [
+            "alert_id",
+            "title",
+            "severity",
+            "status",
+            "hostname",
+            "assigned_to",
+            "occurrence_count",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class BucketSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    count = serializers.IntegerField()
+
+
+class OccurrencesSerializer(serializers.Serializer):
+    interval_sec = serializers.IntegerField()
+    buckets = BucketSerializer(many=True)
+
+
+class CommentSerializer(serializers.Serializer):
+    comment_id = serializers.IntegerField(source="pk", read_only=True)
+    author = serializers.CharField(source="author_name", read_only=True)
+    text = serializers.CharField(max_length=10000, trim_whitespace=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class CommentInputSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=10000, trim_whitespace=True)
 
 
 def unknown_fields(serializer: serializers.Serializer) -> set[str]:

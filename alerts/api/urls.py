@@ -11,4 +11,9 @@ urlpatterns = [
     route(f"{_ONE}/acknowledge", views.AlertAcknowledgeView.as_view(), "alert-acknowledge"),
     route(f"{_ONE}/assign", views.AlertAssignView.as_view(), "alert-assign"),
     route(f"{_ONE}/resolve", views.AlertResolveView.as_view(), "alert-resolve"),
+    route(f"{_ONE}/events", views.AlertEventsView.as_view(), "alert-events"),
+    route(f"{_ONE}/occurrences", views.AlertOccurrencesView.as_view(), "alert-occurrences"),
+    route(f"{_ONE}/related", views.AlertRelatedView.as_view(), "alert-related"),
+    route(f"{_ONE}/comments", views.AlertCommentsView.as_view(), "alert-comments"),
+    route(r"rules/(?P<rule_id>[^/]+)", views.RuleDetailView.as_view(), "rule-detail"),
 ]

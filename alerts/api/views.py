@@ -1,4 +1,5 @@
-"""Alerts: list, create, read (with timeline), edit, acknowledge, assign, resolve.
+"""Alerts: list, create, read (with context and timeline), edit, acknowledge, assign, resolve,
+its events, related alerts, comments; and a detection rule's text.
 
 Every write is one call to `alerts.services`; its InvalidTransition becomes 409 and its
 ValidationError 400 (siem.api.exception_handler).
@@ -7,14 +8,15 @@ ValidationError 400 (siem.api.exception_handler).
 from __future__ import annotations
 
 from django.db.models import Prefetch
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import CanTriage, ReadRoleWriteTriage
-from alerts import services
+from accounts.permissions import CanTriage, IsRoleUser, ReadRoleWriteTriage
+from alerts import context, services
 from alerts.api.filters import AlertFilter
 from alerts.api.serializers import (
     AcknowledgeSerializer,
@@ -23,11 +25,18 @@ from alerts.api.serializers import (
     AlertSerializer,
     AlertUpdateSerializer,
     AssignSerializer,
+    CommentInputSerializer,
+    CommentSerializer,
+    OccurrencesSerializer,
+    RelatedAlertSerializer,
     ResolveSerializer,
+    RuleDocumentSerializer,
 )
 from alerts.models import Alert
+from events.api.serializers import EventSerializer
 from events.models import SecurityEvent
 from siem.api_common import StandardPagination
+from siem.strict_params import StrictQueryParams
 
 _CONFLICT = OpenApiResponse(description="Illegal status change (e.g. resolving a resolved alert).")
 
@@ -52,7 +61,7 @@ def _detail(alert: Alert, **kwargs) -> Response:
         responses={201: AlertDetailSerializer},
     ),
 )
-class AlertListView(generics.ListAPIView):
+class AlertListView(StrictQueryParams, generics.ListAPIView):
     permission_classes = [ReadRoleWriteTriage]
     serializer_class = AlertSerializer
     pagination_class = StandardPagination
@@ -158,3 +167,92 @@ class AlertResolveView(_AlertAction):
             resolution=data["resolution"],
             false_positive=data["false_positive"],
         )
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["alerts"],
+        summary="The events this alert counted, newest first (count = occurrence_count)",
+    )
+)
+class AlertEventsView(generics.ListAPIView):
+    permission_classes = [IsRoleUser]
+    serializer_class = EventSerializer
+    pagination_class = StandardPagination
+    filter_backends: list = []
+
+    def get_queryset(self):
+        alert = get_object_or_404(Alert, pk=self.kwargs["alert_id"])
+        return context.alert_events(alert)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        tags=["alerts"], summary="Alerts on the same host, or sharing a user or source IP"
+    )
+)
+class AlertRelatedView(generics.ListAPIView):
+    permission_classes = [IsRoleUser]
+    serializer_class = RelatedAlertSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    def get_queryset(self):
+        alert = get_object_or_404(Alert, pk=self.kwargs["alert_id"])
+        return context.related_alerts(alert)
+
+
+class AlertOccurrencesView(APIView):
+    permission_classes = [IsRoleUser]
+
+    @extend_schema(
+        tags=["alerts"],
+        summary="Its events per time bucket (the occurrences chart)",
+        responses={200: OccurrencesSerializer, 404: None},
+    )
+    def get(self, request, alert_id: int):
+        alert = get_object_or_404(Alert, pk=alert_id)
+        return Response(OccurrencesSerializer(context.occurrences(alert)).data)
+
+
+class AlertCommentsView(APIView):
+    permission_classes = [ReadRoleWriteTriage]
+
+    @extend_schema(
+        tags=["alerts"], summary="Comments, oldest first", responses=CommentSerializer(many=True)
+    )
+    def get(self, request, alert_id: int):
+        alert = get_object_or_404(Alert, pk=alert_id)
+        return Response(CommentSerializer(alert.comments.all(), many=True).data)
+
+    @extend_schema(
+        tags=["alerts"],
+        summary="Comment (broadcast as commented)",
+        request=CommentInputSerializer,
+        responses={201: CommentSerializer},
+    )
+    def post(self, request, alert_id: int):
+        alert = get_object_or_404(Alert, pk=alert_id)
+        serializer = CommentInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        comment = services.add_comment(
+            alert, actor=request.user, text=serializer.validated_data["text"]
+        )
+        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+
+class RuleDetailView(APIView):
+    """GET /rules/{rule_id}/: a detection rule and its text, to read why an alert fired."""
+
+    permission_classes = [IsRoleUser]
+
+    @extend_schema(
+        tags=["alerts"],
+        summary="A detection rule (built-in or Sigma) with its text",
+        responses={200: RuleDocumentSerializer, 404: None},
+    )
+    def get(self, request, rule_id: str):
+        document = context.rule_document(rule_id)
+        if document is None:
+            raise Http404("No such rule.")
+        return Response(RuleDocumentSerializer(document).data)

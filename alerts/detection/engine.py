@@ -317,7 +317,6 @@ class Engine:
                 for finding in findings
             ],
             dedup_window=timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC),
-            link_limit=settings.DETECTION_ALERT_MAX_EVENTS,
         )
 
 

@@ -12,7 +12,7 @@ from alerts.api.serializers import (
 )
 from alerts.models import Alert
 from events.api.serializers import StrictIntegerField
-from incidents.models import Incident, IncidentStatus
+from incidents.models import Incident, IncidentStatus, IncidentTask, ObservableKind, TaskStatus
 
 
 class IncidentSerializer(serializers.ModelSerializer):
@@ -99,3 +99,58 @@ class EscalateSerializer(serializers.Serializer):
 
 class CloseSerializer(serializers.Serializer):
     resolution = serializers.CharField(required=False, allow_blank=True, default="")
+    resolve_alerts = serializers.BooleanField(
+        required=False, default=False, help_text="Resolve its open alerts with this resolution."
+    )
+
+
+class AddAlertsSerializer(serializers.Serializer):
+    alert_ids = serializers.ListField(
+        child=StrictIntegerField(min_value=1), min_length=1, max_length=MAX_LINKED_IDS
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        attrs["alerts"] = existing_ids(Alert, attrs.pop("alert_ids"), "alert_ids")
+        return attrs
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    assigned_to = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = IncidentTask
+        fields = ["task_id", "incident_id", "title", "status", "assigned_to", "created_at"]
+        read_only_fields = fields
+
+
+class TaskCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=255)
+    assigned_to = serializers.CharField(max_length=150, required=False, allow_null=True)
+
+
+class TaskUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=255, required=False)
+    status = serializers.ChoiceField(choices=TaskStatus.choices, required=False)
+    assigned_to = serializers.CharField(
+        max_length=150, required=False, allow_null=True, help_text="Username; null unassigns."
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = unknown_fields(self)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: "This field cannot be changed." for name in sorted(unknown)}
+            )
+        if not attrs:
+            raise serializers.ValidationError({"detail": "Nothing to change."})
+        return attrs
+
+
+class ObservableSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ObservableKind.choices)
+    value = serializers.CharField(max_length=512)
+    source = serializers.CharField(
+        read_only=True, help_text="`alert` (an entity of its alerts' events) or `manual`."
+    )

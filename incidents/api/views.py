@@ -1,4 +1,5 @@
-"""Incidents: list, create, read (with timeline), edit, escalate, close — through the services."""
+"""Incidents: list, create, read (with timeline), edit, escalate, close, add alerts; comments,
+tasks and observables — through the services."""
 
 from __future__ import annotations
 
@@ -10,19 +11,28 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import CanTriage, ReadRoleWriteTriage
+from alerts.api.serializers import CommentInputSerializer, CommentSerializer
+from alerts.context import event_entities
 from alerts.models import Alert
+from events.models import SecurityEvent
 from incidents import services
 from incidents.api.filters import IncidentFilter
 from incidents.api.serializers import (
+    AddAlertsSerializer,
     CloseSerializer,
     EscalateSerializer,
     IncidentCreateSerializer,
     IncidentDetailSerializer,
     IncidentSerializer,
     IncidentUpdateSerializer,
+    ObservableSerializer,
+    TaskCreateSerializer,
+    TaskSerializer,
+    TaskUpdateSerializer,
 )
-from incidents.models import Incident
+from incidents.models import Incident, IncidentTask, ObservableKind
 from siem.api_common import StandardPagination
+from siem.strict_params import StrictQueryParams
 
 _CONFLICT = OpenApiResponse(description="Illegal status change (e.g. closing a closed incident).")
 
@@ -47,7 +57,7 @@ def _detail(incident: Incident, **kwargs) -> Response:
         responses={201: IncidentDetailSerializer},
     ),
 )
-class IncidentListView(generics.ListAPIView):
+class IncidentListView(StrictQueryParams, generics.ListAPIView):
     permission_classes = [ReadRoleWriteTriage]
     serializer_class = IncidentSerializer
     pagination_class = StandardPagination
@@ -117,7 +127,7 @@ class IncidentCloseView(APIView):
 
     @extend_schema(
         tags=["incidents"],
-        summary="Close",
+        summary="Close; optionally resolve its open alerts with the same resolution",
         request=CloseSerializer,
         responses={200: IncidentDetailSerializer, 404: None, 409: _CONFLICT},
     )
@@ -126,6 +136,153 @@ class IncidentCloseView(APIView):
         serializer = CloseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         incident = services.close_incident(
-            incident, actor=request.user, resolution=serializer.validated_data["resolution"]
+            incident, actor=request.user, **serializer.validated_data
         )
         return _detail(incident)
+
+
+def _incident(incident_id: int) -> Incident:
+    return get_object_or_404(Incident, pk=incident_id)
+
+
+class IncidentAlertsView(APIView):
+    permission_classes = [CanTriage]
+
+    @extend_schema(
+        tags=["incidents"],
+        summary="Add alerts to the incident (keeps the ones it has)",
+        request=AddAlertsSerializer,
+        responses={200: IncidentDetailSerializer, 404: None},
+    )
+    def post(self, request, incident_id: int):
+        incident = _incident(incident_id)
+        serializer = AddAlertsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        incident = services.add_alerts(
+            incident, actor=request.user, alerts=serializer.validated_data["alerts"]
+        )
+        return _detail(incident)
+
+
+class IncidentCommentsView(APIView):
+    permission_classes = [ReadRoleWriteTriage]
+
+    @extend_schema(
+        tags=["incidents"],
+        summary="Comments, oldest first",
+        responses=CommentSerializer(many=True),
+    )
+    def get(self, request, incident_id: int):
+        incident = _incident(incident_id)
+        return Response(CommentSerializer(incident.comments.all(), many=True).data)
+
+    @extend_schema(
+        tags=["incidents"],
+        summary="Comment (broadcast as commented)",
+        request=CommentInputSerializer,
+        responses={201: CommentSerializer},
+    )
+    def post(self, request, incident_id: int):
+        incident = _incident(incident_id)
+        serializer = CommentInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        comment = services.add_comment(
+            incident, actor=request.user, text=serializer.validated_data["text"]
+        )
+        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+
+
+class IncidentTasksView(APIView):
+    permission_classes = [ReadRoleWriteTriage]
+
+    @extend_schema(
+        tags=["incidents"], summary="Tasks, oldest first", responses=TaskSerializer(many=True)
+    )
+    def get(self, request, incident_id: int):
+        incident = _incident(incident_id)
+        tasks = incident.tasks.select_related("assigned_to")
+        return Response(TaskSerializer(tasks, many=True).data)
+
+    @extend_schema(
+        tags=["incidents"],
+        summary="Add a task",
+        request=TaskCreateSerializer,
+        responses={201: TaskSerializer},
+    )
+    def post(self, request, incident_id: int):
+        incident = _incident(incident_id)
+        serializer = TaskCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task = services.add_task(incident, actor=request.user, **serializer.validated_data)
+        return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED)
+
+
+class TaskDetailView(APIView):
+    permission_classes = [CanTriage]
+
+    @extend_schema(
+        tags=["incidents"],
+        summary="Change a task: status open/done, assignee, title",
+        request=TaskUpdateSerializer,
+        responses={200: TaskSerializer, 404: None},
+    )
+    def patch(self, request, task_id: int):
+        task = get_object_or_404(IncidentTask.objects.select_related("incident"), pk=task_id)
+        serializer = TaskUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task = services.update_task(task, actor=request.user, **serializer.validated_data)
+        return Response(TaskSerializer(task).data)
+
+
+class IncidentObservablesView(APIView):
+    permission_classes = [ReadRoleWriteTriage]
+
+    @extend_schema(
+        tags=["incidents"],
+        summary="Observables: its alerts' entities, then the ones added by hand",
+        responses=ObservableSerializer(many=True),
+    )
+    def get(self, request, incident_id: int):
+        incident = _incident(incident_id)
+        return Response(ObservableSerializer(observables(incident), many=True).data)
+
+    @extend_schema(
+        tags=["incidents"],
+        summary="Add an observable by hand",
+        request=ObservableSerializer,
+        responses={201: ObservableSerializer},
+    )
+    def post(self, request, incident_id: int):
+        incident = _incident(incident_id)
+        serializer = ObservableSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        item = services.add_observable(incident, actor=request.user, **serializer.validated_data)
+        data = {"kind": item.kind, "value": item.value, "source": "manual"}
+        return Response(ObservableSerializer(data).data, status=status.HTTP_201_CREATED)
+
+
+# Entity kinds of alerts' events → observable kinds.
+_ENTITY_KINDS = (("hosts", ObservableKind.HOST), ("users", ObservableKind.USER))
+_ENTITY_KINDS += (("source_ips", ObservableKind.IP),)
+
+
+def observables(incident: Incident) -> list[dict]:
+    """Its alerts' hosts, users and IPs (derived each time: they follow the alerts), then the
+    manual ones not already among them."""
+    events = SecurityEvent.objects.filter(alerts__incidents=incident).order_by()
+    found = event_entities(events)
+    hostnames = incident.alerts.exclude(hostname="").order_by("hostname").distinct()
+    named = hostnames.values_list("hostname", flat=True)
+    found["hosts"] = list(dict.fromkeys([*named, *found["hosts"]]))
+    rows = [
+        {"kind": kind, "value": value, "source": "alert"}
+        for name, kind in _ENTITY_KINDS
+        for value in found[name]
+    ]
+    seen = {(row["kind"], row["value"]) for row in rows}
+    rows.extend(
+        {"kind": item.kind, "value": item.value, "source": "manual"}
+        for item in incident.observables.all()
+        if (item.kind, item.value) not in seen
+    )
+    return rows

@@ -1,34 +1,18 @@
 // The analysts' live dashboard: sign-in, REST snapshot, then /ws/dashboard keeps it current.
 
-import { createApi, listOf } from './api.js';
+import { listOf } from './api.js';
 import { MINUTE_MS, RateChart } from './chart.js';
-import { $, formatClock, parseTime, toast } from './dom.js';
+import { $, parseTime, toast } from './dom.js';
 import { AgentList, AlertFeed, Counters, EventStream } from './feeds.js';
 import { LiveConnection } from './live.js';
+import { createShell, TRIAGE_ROLES } from './shell.js';
 
-const API_BASE = document.body.dataset.apiBase;
 const WS_PATH = document.body.dataset.wsPath;
-const TOKEN_KEY = 'siem.token';
-const TRIAGE_ROLES = new Set(['admin', 'analyst']);
 const DAY = 86400000;
 const HOUR = 3600000;
 
-// sessionStorage: the token lives as long as this tab, never in a cookie or on disk for long.
-const session = {
-  get token() {
-    return sessionStorage.getItem(TOKEN_KEY);
-  },
-  set token(value) {
-    if (value) sessionStorage.setItem(TOKEN_KEY, value);
-    else sessionStorage.removeItem(TOKEN_KEY);
-  },
-};
-
-const api = createApi({
-  base: API_BASE,
-  getToken: () => session.token,
-  onUnauthorized: (reason) => signOutLocally(`Your session ended (${reason}). Please sign in again.`),
-});
+const shell = createShell({ onSignedIn: startDashboard, onSignedOut: stopDashboard });
+const { api, wsCredential, showConnection } = shell;
 
 const counters = new Counters($('app'), $('stats-updated'));
 const chart = new RateChart($('rate-chart'));
@@ -47,68 +31,18 @@ const agents = new AgentList($('agent-list'), { emptyEl: $('agents-empty'), note
 
 let live = null;
 
-// --- sign-in -----------------------------------------------------------------------------------
-function showSignin(message = '') {
-  $('app').hidden = true;
-  $('signin').hidden = false;
-  const error = $('signin-error');
-  error.textContent = message;
-  error.hidden = !message;
-  $('signin-password').value = '';
-  ($('signin-username').value ? $('signin-password') : $('signin-username')).focus();
-}
-
-$('signin-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const username = $('signin-username').value.trim();
-  const password = $('signin-password').value;
-  if (!username || !password) {
-    showSignin('Enter your user name and password.');
-    return;
-  }
-  const button = $('signin-submit');
-  button.disabled = true;
-  button.textContent = 'Signing in…';
-  try {
-    const answer = await api.post('/auth/login', { username, password });
-    session.token = answer.access_token;
-    await startDashboard();
-  } catch (err) {
-    session.token = null;
-    showSignin(err.status === 401 ? 'Wrong user name or password.' : `Sign-in failed: ${err.message}`);
-  } finally {
-    button.disabled = false;
-    button.textContent = 'Sign in';
-  }
-});
-
-$('signout').addEventListener('click', async () => {
-  try {
-    await api.post('/auth/logout');
-  } catch {
-    // Signing out locally is what matters; a server that cannot be reached expires the token.
-  }
-  signOutLocally('');
-});
-
-function signOutLocally(message) {
+function stopDashboard() {
   if (live) live.stop();
   live = null;
-  session.token = null;
   alerts.clear();
   events.clear();
   agents.clear();
   chart.reset();
-  showSignin(message);
 }
 
 // --- the dashboard -----------------------------------------------------------------------------
-async function startDashboard() {
-  const me = await api.get('/auth/me');
-  $('whoami').textContent = `${me.username} · ${me.role || 'no role'}`;
+async function startDashboard(me) {
   alerts.setCanTriage(TRIAGE_ROLES.has(me.role));
-  $('signin').hidden = true;
-  $('app').hidden = false;
   chart.draw();
   // Subscribe first, then fetch: whatever happens while the snapshot loads arrives on the
   // socket and is merged by id, so nothing falls between the snapshot and the stream. A socket
@@ -126,7 +60,7 @@ async function startDashboard() {
       showConnection(state);
     },
     onAuthLost: (reason) => {
-      signOutLocally(`The live connection was refused (${reason}). Please sign in again.`);
+      shell.signOutLocally(`The live connection was refused (${reason}). Please sign in again.`);
       return false;
     },
     onGap: () => loadSnapshot(),
@@ -134,12 +68,6 @@ async function startDashboard() {
   live.start();
   await Promise.race([firstLive, new Promise((resolve) => setTimeout(resolve, 3000))]);
   await loadSnapshot();
-}
-
-/** A one-time ticket for each socket: the access token itself never goes into a URL. */
-async function wsCredential() {
-  const answer = await api.post('/auth/ws-ticket');
-  return { ticket: answer.ticket };
 }
 
 /** Load (or after a gap, reload) every panel over REST; a failing call shows its reason. */
@@ -277,45 +205,8 @@ function onNotification(msg) {
   });
 }
 
-// --- connection indicator ----------------------------------------------------------------------
-let countdown = null;
-
-function showConnection({ state, attempt, retryAt, reason }) {
-  const box = $('connection');
-  const text = $('connection-text');
-  box.dataset.state = state;
-  box.title = reason || '';
-  clearInterval(countdown);
-  if (state === 'live') text.textContent = 'Live';
-  else if (state === 'connecting') text.textContent = attempt ? `Reconnecting (attempt ${attempt})…` : 'Connecting…';
-  else if (state === 'reconnecting') {
-    const tick = () => {
-      const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
-      text.textContent = `Connection lost — retrying in ${seconds} s`;
-    };
-    tick();
-    countdown = setInterval(tick, 1000);
-  } else text.textContent = 'Offline';
-}
-
 $('connection').addEventListener('click', () => live && live.retryNow());
 
-// --- clock and boot ----------------------------------------------------------------------------
-function tickClock() {
-  $('clock').textContent = `${formatClock(Date.now())} UTC`;
-}
-tickClock();
-setInterval(tickClock, 1000);
+// --- boot --------------------------------------------------------------------------------------
 setInterval(renderRate, 5000);
-
-(async function boot() {
-  if (!session.token) {
-    showSignin();
-    return;
-  }
-  try {
-    await startDashboard();
-  } catch (err) {
-    if (err.status !== 401) showSignin(`Could not open the dashboard: ${err.message}`);
-  }
-})();
+shell.boot();

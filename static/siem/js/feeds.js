@@ -170,7 +170,8 @@ export class AlertFeed {
   createRow(data) {
     const parts = {
       sev: h('span', { class: 'sev-badge' }),
-      title: h('span', { class: 'alert-title' }),
+      // The title opens the alert's own page (its events, context and history).
+      title: h('a', { class: 'alert-title', href: `/alerts/${data.alert_id}/` }),
       meta: h('span', { class: 'alert-meta' }),
       description: h('p', { class: 'alert-description' }),
       status: h('span', { class: 'status-badge' }),

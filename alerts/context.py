@@ -1,0 +1,203 @@
+"""What an alert page reads beyond the alert row: who and where (entities), why (rule, ATT&CK),
+what else (related alerts, incidents). Read-only; every query is bounded, so an alert with
+10,000 occurrences costs the same handful of statements as one with ten.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import CharField, F, Q, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce, NullIf
+
+from alerts import attack
+from alerts.detection.builtin import BUILTIN_BY_ID
+from alerts.models import Alert, SigmaRule
+from events.models import SecurityEvent
+
+MAX_VALUES = 50  # per entity kind: a spray over 5,000 accounts lists the first 50
+MAX_RELATED = 20
+RELATED_WINDOW = timedelta(hours=24)
+MAX_RULE_BYTES = 256 * 1024
+# Sigma levels of SPEC's severities (1 info … 5 critical), for built-in rules.
+SEVERITY_LEVEL = {1: "informational", 2: "low", 3: "medium", 4: "high", 5: "critical"}
+# Raw Windows fields that name the process involved, most specific first.
+PROCESS_FIELDS = ("NewProcessName", "ProcessName", "Image")
+
+
+def alert_events(alert: Alert):
+    """The events the alert counted, newest first."""
+    return SecurityEvent.objects.filter(alerts=alert).order_by("-timestamp", "-event_id")
+
+
+def _distinct(queryset, expression) -> list[str]:
+    """Up to MAX_VALUES distinct non-empty values of `expression`, in order."""
+    value = NullIf(expression, Value(""), output_field=CharField())
+    values = (
+        queryset.annotate(_value=value)
+        .filter(_value__isnull=False)
+        .order_by("_value")
+        .values_list("_value", flat=True)
+        .distinct()[:MAX_VALUES]
+    )
+    return [str(value) for value in values]
+
+
+def entities(alert: Alert) -> dict[str, list[str]]:
+    """Hosts, users and source IPs of the alert's events (SPEC), plus logon types and processes.
+
+    An alert with no linked events (created by hand) still names its host.
+    """
+    found = event_entities(SecurityEvent.objects.filter(alerts=alert).order_by())
+    if alert.hostname and alert.hostname not in found["hosts"]:
+        found["hosts"].insert(0, alert.hostname)
+    return found
+
+
+def event_entities(events) -> dict[str, list[str]]:
+    """The distinct hosts, users, source IPs, logon types and processes of an event queryset."""
+    hosts = _distinct(events, F("computer"))
+    return {
+        "hosts": hosts,
+        "users": _distinct(events, F("user_name")),
+        "source_ips": _distinct(events, F("source_ip")),
+        "logon_types": _distinct(events, KT("raw__LogonType")),
+        "processes": _distinct(
+            events,
+            Coalesce(
+                *(
+                    NullIf(KT(f"raw__{name}"), Value(""), output_field=CharField())
+                    for name in PROCESS_FIELDS
+                ),
+                output_field=CharField(),
+            ),
+        ),
+    }
+
+
+def rule(alert: Alert) -> dict | None:
+    """`{"id","name","source","level"}` of the rule that raised the alert; None for manual and
+    AI alerts (no rule to read)."""
+    if not alert.rule_id:
+        return None
+    return rule_info(alert.rule_id) or {
+        "id": alert.rule_id,
+        "name": alert.rule_id,
+        "source": "sigma" if alert.rule_id.startswith("sigma:") else "builtin",
+        "level": "",
+    }
+
+
+def rule_info(rule_id: str) -> dict | None:
+    builtin = BUILTIN_BY_ID.get(rule_id)
+    if builtin is not None:
+        return {
+            "id": rule_id,
+            "name": builtin.title,
+            "source": "builtin",
+            "level": SEVERITY_LEVEL.get(builtin.severity, ""),
+        }
+    row = SigmaRule.objects.filter(rule_id=rule_id).first()
+    if row is None:
+        return None
+    return {"id": rule_id, "name": row.title or rule_id, "source": "sigma", "level": row.level}
+
+
+def rule_document(rule_id: str) -> dict | None:
+    """The rule with a way to read it: a Sigma rule's YAML as loaded from SIGMA_RULES_DIR, a
+    built-in rule's description, techniques and the settings that tune it."""
+    info = rule_info(rule_id)
+    if info is None:
+        return None
+    builtin = BUILTIN_BY_ID.get(rule_id)
+    if builtin is not None:
+        lines = [f"title: {builtin.title}", f"id: {rule_id}", f"level: {info['level']}"]
+        lines.append(f"event_ids: {sorted(builtin.event_ids)}")
+        for setting in (builtin.threshold_setting, builtin.window_setting):
+            if setting:
+                lines.append(f"{setting}: {getattr(settings, setting, '')}")
+        lines.append(f"description: {builtin.description}")
+        return {
+            **info,
+            "techniques": attack.techniques(builtin.techniques),
+            "text": "\n".join(lines),
+            "format": "text",
+        }
+    row = SigmaRule.objects.get(rule_id=rule_id)
+    return {**info, "techniques": [], "text": _sigma_text(row.path), "format": "yaml"}
+
+
+def _sigma_text(relative: str) -> str:
+    """The rule file, read only from inside SIGMA_RULES_DIR (the path comes from the database)."""
+    root = settings.SIGMA_RULES_DIR
+    if not root or not relative:
+        return ""
+    base = Path(root).resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base) or not path.is_file():
+        return ""
+    with path.open("rb") as handle:
+        return handle.read(MAX_RULE_BYTES).decode("utf-8", errors="replace")
+
+
+def related_alerts(alert: Alert, found: dict[str, list[str]] | None = None):
+    """Other alerts on the same host, or whose events within a day of this one's share a user
+    or a source IP; newest first, at most MAX_RELATED."""
+    found = found if found is not None else entities(alert)
+    near = Q(
+        events__timestamp__gte=alert.first_seen - RELATED_WINDOW,
+        events__timestamp__lte=alert.last_seen + RELATED_WINDOW,
+    )
+    shared = Q()
+    if found["users"]:
+        shared |= Q(events__user_name__in=found["users"])
+    if found["source_ips"]:
+        shared |= Q(events__source_ip__in=found["source_ips"])
+    by_host = Alert.objects.filter(hostname__in=found["hosts"]).exclude(pk=alert.pk)
+    ids = set(by_host.order_by("-created_at").values_list("pk", flat=True)[:MAX_RELATED])
+    if shared:
+        by_entity = Alert.objects.filter(near & shared).exclude(pk=alert.pk).order_by()
+        ids |= set(by_entity.values_list("pk", flat=True).distinct()[:MAX_RELATED])
+    return Alert.objects.filter(pk__in=ids).select_related("assigned_to")[:MAX_RELATED]
+
+
+def incident_ids(alert: Alert) -> list[int]:
+    return sorted(alert.incidents.values_list("pk", flat=True))
+
+
+MAX_BUCKETS = 48
+NICE_INTERVALS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400)
+
+
+def occurrences(alert: Alert) -> dict:
+    """The alert's events per time bucket, over [first event, last event] in at most
+    MAX_BUCKETS buckets of a round size: `{"interval_sec", "buckets": [{"start", "count"}]}`
+    (the shape of the hunting histogram). Counted in Python from the timestamps alone: one
+    indexed query, ~10 ms for 10,000 occurrences."""
+    stamps = list(
+        SecurityEvent.objects.filter(alerts=alert).order_by().values_list("timestamp", flat=True)
+    )
+    if not stamps:
+        return {"interval_sec": 60, "buckets": []}
+    low, high = min(stamps), max(stamps)
+    span = (high - low).total_seconds()
+    interval = next((n for n in NICE_INTERVALS if span / n < MAX_BUCKETS), NICE_INTERVALS[-1])
+    origin = int(low.timestamp()) // interval * interval
+    counts: dict[int, int] = {}
+    for stamp in stamps:
+        index = (int(stamp.timestamp()) - origin) // interval
+        counts[index] = counts.get(index, 0) + 1
+    last = max(counts)
+    return {
+        "interval_sec": interval,
+        "buckets": [
+            {
+                "start": datetime.fromtimestamp(origin + i * interval, tz=UTC),
+                "count": counts.get(i, 0),
+            }
+            for i in range(last + 1)
+        ],
+    }
