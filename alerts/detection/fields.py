@@ -24,6 +24,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from alerts.detection.logsource import AUDIT_4688_FIELDS
 from events.normalize import event_fields
 
 # Message-table tokens seen in Security logs (msobjs.dll / adtschema.dll), rendered text.
@@ -107,13 +108,39 @@ class FieldView:
     so building the whole view up front would cost more than the matching.
     """
 
-    __slots__ = ("event", "_fields", "_names", "_cache")
+    __slots__ = ("event", "_fields", "_names", "_cache", "_channel")
 
     def __init__(self, event, fields: dict[str, Any]) -> None:
         self.event = event
         self._fields = fields
         self._names: dict[str, list[str]] | None = None  # lower-case name → names as recorded
         self._cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+        self._channel: str | None = None
+
+    @property
+    def channel(self) -> str:
+        """The event's channel, lower case: what Sigma logsources are mapped to.
+
+        A record without one is an API event (`{"computer", "event_code", ...}`, stored as
+        "Windows Security") and reads as Security; an ETW record with a provider but no channel
+        (Microsoft-Windows-RPC in the attack captures) reads as no channel at all.
+        """
+        channel = self._channel
+        if channel is None:
+            value = self.value("channel")
+            if value is None:
+                value = "" if self.has("provider_name") else "security"
+            channel = self._channel = value
+        return channel
+
+    @property
+    def code(self) -> int | None:
+        """The event id as a number (None if the record has none that parses)."""
+        value = self.value("eventid")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
 
     def _index(self) -> dict[str, list[str]]:
         names = self._names
@@ -188,6 +215,11 @@ def event_view(event) -> FieldView:
         fields.setdefault("TargetUserName", event.user_name)
     if event.source_ip:
         fields.setdefault("IpAddress", event.source_ip)
+    if event.event_code == 4688:
+        # Security 4688 is process_creation too: rules read Sysmon's names (Image, ParentImage).
+        for rule_name, recorded in AUDIT_4688_FIELDS.items():
+            if recorded in fields:
+                fields.setdefault(rule_name, fields[recorded])
     return FieldView(event, fields)
 
 

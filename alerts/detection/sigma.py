@@ -54,20 +54,14 @@ from sigma.types import (
 )
 
 from alerts.detection.fields import PLACEHOLDERS, FieldView, source_address
+from alerts.detection.logsource import Source, UnmappedLogsource, narrow, sources_for
+from alerts.detection.prefilter import necessary
 
 logger = logging.getLogger(__name__)
 
 Matcher = Callable[[FieldView], bool]
 
 LEVEL_SEVERITY = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
-# Sigma logsource `service` → the Windows `Channel` it reads (lower case).
-SERVICE_CHANNELS = {
-    "security": "security",
-    "system": "system",
-    "application": "application",
-    "sysmon": "microsoft-windows-sysmon/operational",
-    "powershell": "microsoft-windows-powershell/operational",
-}
 _TACTICS = {
     "reconnaissance",
     "resource_development",
@@ -350,16 +344,27 @@ class CompiledRule:
     path: str
     match: Matcher
     event_ids: frozenset[int] | None
-    channel: str | None
+    # The logs the rule runs on (logsource.py); the engine dispatches by them.
+    sources: tuple[Source, ...] = (Source(None, None),)
+    level: str = ""
+    status: str = ""
+    # (field, text) pairs one of which must occur for a match (prefilter.py); None: always try.
+    needs: frozenset[tuple[str, str]] | None = None
     generates_alerts: bool = True
     correlations: list[CompiledCorrelation] = field(default_factory=list)
 
+    def accepts(self, channel: str, code: int | None) -> bool:
+        """Whether an event of this channel and id is from a log the rule was written for."""
+        for source in self.sources:
+            if source.channel is not None and source.channel != channel:
+                continue
+            if source.event_ids is not None and code not in source.event_ids:
+                continue
+            return True
+        return False
+
     def applies(self, view: FieldView) -> bool:
-        if self.channel is not None:
-            channel = view.get("channel")
-            if channel is not None and self.channel not in channel:
-                return False
-        return self.match(view)
+        return self.accepts(view.channel, view.code) and self.match(view)
 
 
 @dataclass
@@ -433,16 +438,22 @@ def _compile_rule(rule: SigmaRule, path: str) -> CompiledRule:
         raise Unsupported("rules with several conditions are not supported")
     tree = rule.detection.parsed_condition[0].parsed
     logsource = rule.logsource
-    channel = None
-    if logsource.service:
-        channel = SERVICE_CHANNELS.get(logsource.service.lower())
-        if channel is None:
-            raise Unsupported(f"logsource service {logsource.service!r} is not mapped")
+    try:
+        sources = sources_for(logsource.product, logsource.category, logsource.service)
+    except UnmappedLogsource as exc:
+        raise Unsupported(str(exc)) from exc
+    event_ids = required_event_ids(tree)
+    sources = narrow(sources, event_ids)
+    if not sources:
+        raise Unsupported("the EventIDs the detection requires are not in its logsource")
     return CompiledRule(
         **_common(rule, path),
         match=compile_condition(tree),
-        event_ids=required_event_ids(tree),
-        channel=channel,
+        event_ids=event_ids,
+        sources=tuple(sources),
+        level=_level(rule),
+        status=rule.status.name.lower() if rule.status is not None else "",
+        needs=necessary(tree),
     )
 
 
