@@ -33,7 +33,7 @@ CLASSIC = "Windows PowerShell"
 
 # Every log the probes are offered: (Channel as Windows writes it, EventID).
 LOGS = [
-    *((("Microsoft-Windows-Sysmon/Operational", code) for code in range(1, 30))),
+    *(("Microsoft-Windows-Sysmon/Operational", code) for code in range(1, 30)),
     ("Microsoft-Windows-Sysmon/Operational", 255),
     ("Security", 4625),
     ("Security", 4624),
@@ -140,7 +140,8 @@ def test_the_4625_probe_process_creation_rules_never_fire_on_a_failed_logon(tmp_
     shutil.copy(FULL / "process_creation" / "proc_creation_win_sysinternals_procdump.yml", tmp_path)
     [rule] = load_rules(tmp_path).rules
     fields = {"Image": r"C:\Tools\procdump64.exe", "CommandLine": "procdump64.exe -ma lsass.exe"}
-    assert rule.applies(FieldView(None, record("Microsoft-Windows-Sysmon/Operational", 1, **fields)))
+    sysmon_1 = record("Microsoft-Windows-Sysmon/Operational", 1, **fields)
+    assert rule.applies(FieldView(None, sysmon_1))
     for channel, code in [("Security", 4625), ("Microsoft-Windows-Sysmon/Operational", 11)]:
         assert not rule.applies(FieldView(None, record(channel, code, **fields)))
     # Security 4688 is process creation too, its fields read under Sysmon's names.
