@@ -370,6 +370,17 @@ DETECTION_CONFIG_TTL_SEC = env_int("DETECTION_CONFIG_TTL_SEC", 5, minimum=0)
 # Events linked to one detection alert at most; occurrence_count keeps counting past it.
 DETECTION_ALERT_MAX_EVENTS = env_int("DETECTION_ALERT_MAX_EVENTS", 1000, minimum=1)
 
+# --- Detection: Sigma rule selection (issue 15) ------------------------------------------------
+# Rules below this level, or with one of these statuses, are not loaded (listed as skipped).
+SIGMA_MIN_LEVEL = env_str("SIGMA_MIN_LEVEL", "informational").lower()
+SIGMA_SKIP_STATUSES = [
+    s.lower() for s in env_list("SIGMA_SKIP_STATUSES", ["deprecated", "unsupported"])
+]
+if SIGMA_MIN_LEVEL not in ("informational", "low", "medium", "high", "critical"):
+    raise ImproperlyConfigured(
+        f"SIGMA_MIN_LEVEL: informational, low, medium, high or critical, not {SIGMA_MIN_LEVEL!r}"
+    )
+
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.SessionJWTAuthentication"],

@@ -12,7 +12,7 @@ from django.contrib import admin, messages
 from alerts.detection.builtin import BUILTIN_BY_ID
 from alerts.detection.catalog import ensure_builtin_rows, sync_sigma_rules
 from alerts.detection.engine import invalidate_config
-from alerts.detection.sigma import load_rules
+from alerts.detection.sigma import RuleFilter, load_rules
 from alerts.models import DetectionRule, SigmaRule
 
 
@@ -129,7 +129,7 @@ class SigmaRuleAdmin(admin.ModelAdmin):
         if not settings.SIGMA_RULES_DIR:
             self.message_user(request, "SIGMA_RULES_DIR is not set.", messages.WARNING)
             return
-        ruleset = load_rules(settings.SIGMA_RULES_DIR)
+        ruleset = load_rules(settings.SIGMA_RULES_DIR, RuleFilter.from_settings())
         sync_sigma_rules(ruleset)
         refused = sum(1 for entry in ruleset.entries if entry.error)
         self.message_user(

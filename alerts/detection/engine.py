@@ -36,7 +36,7 @@ from alerts.detection.builtin import BUILTIN_RULES, BuiltinRule
 from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.dispatch import Dispatch
 from alerts.detection.fields import FieldView, event_view, remote_source
-from alerts.detection.sigma import CompiledRule, SigmaRuleSet, load_rules
+from alerts.detection.sigma import CompiledRule, RuleFilter, SigmaRuleSet, load_rules
 from alerts.detection.windows import WindowSpec, WindowStore
 from alerts.services import raise_or_repeat_many
 
@@ -346,7 +346,7 @@ def get_engine() -> Engine:
         source = _rules_signature(directory)
         if fresh and source == _engine_source:
             return _engine
-        sigma = load_rules(directory) if directory else SigmaRuleSet()
+        sigma = load_rules(directory, RuleFilter.from_settings()) if directory else SigmaRuleSet()
         for entry in sigma.entries:
             if entry.error:
                 logger.warning(

@@ -499,8 +499,47 @@ def _error_text(errors) -> str:
     return "; ".join(str(e) for e in errors)[:2000]
 
 
-def load_rules(directory: str | Path) -> SigmaRuleSet:
-    """Load every `*.yml`/`*.yaml` below `directory`; failures become entries with a reason."""
+@dataclass(frozen=True)
+class RuleFilter:
+    """Which rules to load by their own `level` and `status` (SIGMA_MIN_LEVEL, ..._STATUSES)."""
+
+    min_level: str = "informational"
+    skip_statuses: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls) -> RuleFilter:
+        from django.conf import settings
+
+        return cls(settings.SIGMA_MIN_LEVEL, frozenset(settings.SIGMA_SKIP_STATUSES))
+
+    def refusal(self, rule) -> str:
+        """Why the settings leave this rule out ('' if they do not)."""
+        status = rule.status.name.lower() if rule.status is not None else ""
+        if status and status in self.skip_statuses:
+            return f"{SKIPPED} status {status} is in SIGMA_SKIP_STATUSES"
+        level = _level(rule)
+        if level and LEVEL_SEVERITY[level] < LEVEL_SEVERITY[self.min_level]:
+            return f"{SKIPPED} level {level} is below SIGMA_MIN_LEVEL ({self.min_level})"
+        return ""
+
+
+SKIPPED = "skipped by setting:"
+# Quoted specifics (a value, a path) vary per rule; short names (a category, a service) are kept.
+_QUOTED = re.compile(r"'[^']{33,}'|\"[^\"]{33,}\"")
+
+
+def refusal_reason(error: str) -> str:
+    """The kind of a load error, for counting refusals by reason (quoted specifics removed)."""
+    first = error.split(";")[0].split("\n")[0]
+    return _QUOTED.sub("…", first).strip()[:120]
+
+
+def load_rules(directory: str | Path, rule_filter: RuleFilter | None = None) -> SigmaRuleSet:
+    """Load every `*.yml`/`*.yaml` below `directory`; failures become entries with a reason.
+
+    `rule_filter` leaves out rules by level or status: they are listed, with the setting that
+    skipped them as the reason, and never compiled.
+    """
     result = SigmaRuleSet()
     root = Path(directory)
     if not root.is_dir():
@@ -547,6 +586,11 @@ def load_rules(directory: str | Path) -> SigmaRuleSet:
             duplicates.add(id(rule))
             entry.rule_id = f"{entry.rule_id}@{path}"[:255]
             entry.error = f"duplicate rule id: already loaded from {duplicate.path}"
+            continue
+        skipped = rule_filter.refusal(rule) if rule_filter else ""
+        if skipped:
+            entry.error = skipped
+            duplicates.add(id(rule))  # neither compiled nor usable as a correlation's base
             continue
         try:
             if isinstance(rule, SigmaCorrelationRule):
