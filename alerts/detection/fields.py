@@ -80,6 +80,8 @@ def _expand_tokens(text: str) -> str:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # the common case first
+        return value.strip()
     if value is None:
         return None
     if isinstance(value, bool):
@@ -104,18 +106,92 @@ def _alternatives(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 class FieldView:
     """The normalized fields of one event, shared by every rule.
 
-    Values are normalized on first use and cached: a rule reads a handful of an event's fields,
-    so building the whole view up front would cost more than the matching.
+    Every field is normalized in one pass on first use (a dict of lower-case name → values):
+    with thousands of rules, the pre-filter reads most of an event's fields anyway, and one
+    loop costs less than a lookup chain per field.
     """
 
-    __slots__ = ("event", "_fields", "_names", "_cache", "_channel")
+    __slots__ = ("event", "_fields", "_entries", "_channel", "_all_text")
 
     def __init__(self, event, fields: dict[str, Any]) -> None:
         self.event = event
         self._fields = fields
-        self._names: dict[str, list[str]] | None = None  # lower-case name → names as recorded
-        self._cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+        # lower-case name → (lower-cased alternatives, original alternatives)
+        self._entries: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None
         self._channel: str | None = None
+        self._all_text: str | None = None
+
+    def _build(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        entries: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        for recorded, raw in self._fields.items():
+            text = _text(raw)
+            if text is None:
+                continue
+            low, orig = _alternatives(text)
+            name = recorded.lower()
+            before = entries.get(name)
+            if before is not None:  # ProcessID / ProcessId: keep both values
+                low, orig = before[0] + low, before[1] + orig
+            entries[name] = (low, orig)
+        self._entries = entries
+        return entries
+
+    def _entry(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        entries = self._entries
+        if entries is None:
+            entries = self._build()
+        entry = entries.get(name)
+        if entry is None and name in FIELD_ALIASES:
+            entry = entries.get(FIELD_ALIASES[name])
+        return entry
+
+    def get(self, name: str) -> tuple[str, ...] | None:
+        """Lower-cased alternatives of a field (lower-case name), None if it has no value."""
+        entries = self._entries
+        if entries is None:
+            entries = self._build()
+        entry = entries.get(name)
+        if entry is None:
+            if name not in FIELD_ALIASES:
+                return None
+            entry = entries.get(FIELD_ALIASES[name])
+            if entry is None:
+                return None
+        return entry[0]
+
+    def get_original(self, name: str) -> tuple[str, ...]:
+        """The same, stripped but not lower-cased (regular expressions, `|cased`)."""
+        entry = self._entry(name)
+        return entry[1] if entry else ()
+
+    def has(self, name: str) -> bool:
+        return self._entry(name) is not None
+
+    def all_values(self):
+        """Every field's lower-cased alternatives (keyword rules search them all)."""
+        entries = self._entries if self._entries is not None else self._build()
+        for low, _ in entries.values():
+            yield low
+
+    def all_text(self) -> str:
+        """Every lower-cased alternative of every field, NUL-separated (keyword rules)."""
+        text = self._all_text
+        if text is None:
+            text = self._all_text = "\x00".join(v for values in self.all_values() for v in values)
+        return text
+
+    def value(self, name: str) -> str | None:
+        """The lower-cased value of a field as recorded (placeholders included), or None."""
+        values = self.get(name)
+        return values[0] if values else None
+
+    def first(self, *names: str) -> str:
+        """The first real (non-placeholder) lower-cased value of these fields, or ''."""
+        for name in names:
+            for value in self.get(name) or ():
+                if value not in PLACEHOLDERS:
+                    return value
+        return ""
 
     @property
     def channel(self) -> str:
@@ -141,69 +217,6 @@ class FieldView:
             return int(value) if value is not None else None
         except ValueError:
             return None
-
-    def _index(self) -> dict[str, list[str]]:
-        names = self._names
-        if names is None:
-            names = self._names = {}
-            for recorded in self._fields:
-                names.setdefault(recorded.lower(), []).append(recorded)
-        return names
-
-    def _entry(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        try:
-            return self._cache[name]
-        except KeyError:
-            pass
-        names = self._index()
-        sources = names.get(name)
-        if sources is None and name in FIELD_ALIASES:
-            sources = names.get(FIELD_ALIASES[name])
-        entry = None
-        if sources:
-            low: tuple[str, ...] = ()
-            orig: tuple[str, ...] = ()
-            for recorded in sources:  # ProcessID / ProcessId: keep both values
-                text = _text(self._fields[recorded])
-                if text is not None:
-                    more_low, more_orig = _alternatives(text)
-                    low, orig = low + more_low, orig + more_orig
-            entry = (low, orig) if low else None
-        self._cache[name] = entry
-        return entry
-
-    def get(self, name: str) -> tuple[str, ...] | None:
-        """Lower-cased alternatives of a field (lower-case name), None if it has no value."""
-        entry = self._entry(name)
-        return entry[0] if entry else None
-
-    def get_original(self, name: str) -> tuple[str, ...]:
-        """The same, stripped but not lower-cased (regular expressions, `|cased`)."""
-        entry = self._entry(name)
-        return entry[1] if entry else ()
-
-    def has(self, name: str) -> bool:
-        return self._entry(name) is not None
-
-    def all_values(self):
-        """Every field's lower-cased alternatives (keyword rules search them all)."""
-        for name in list(self._index()):
-            values = self.get(name)
-            if values:
-                yield values
-
-    def value(self, name: str) -> str | None:
-        """The lower-cased value of a field as recorded (placeholders included), or None."""
-        values = self.get(name)
-        return values[0] if values else None
-
-    def first(self, *names: str) -> str:
-        """The first real (non-placeholder) lower-cased value of these fields, or ''."""
-        for name in names:
-            for value in self.get(name) or ():
-                if value not in PLACEHOLDERS:
-                    return value
-        return ""
 
 
 def event_view(event) -> FieldView:

@@ -148,3 +148,47 @@ def narrow(sources: list[Source], event_ids: frozenset[int] | None) -> list[Sour
         if ids:
             narrowed.append(Source(source.channel, frozenset(ids)))
     return narrowed
+
+
+def reference_pipeline():
+    """The same tables as a pySigma processing pipeline, for pySigma's own backends.
+
+    What pySigma-pipeline-sysmon's `sysmon_pipeline()` followed by pySigma-pipeline-windows'
+    `windows_logsource_pipeline()` do: a category rule gets an `EventID` condition and becomes a
+    `service` rule; every service rule gets a `Channel` condition. The SQLite reference of the
+    tests and of `bench/detection.py` is converted with it. (Security 4688 is not added: one
+    converted query has one logsource, so process_creation reads Sysmon 1, as in those pipelines.)
+    """
+    from sigma.pipelines.common import generate_windows_logsource_items
+    from sigma.processing.conditions import LogsourceCondition
+    from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+    from sigma.processing.transformations import (
+        AddConditionTransformation,
+        ChangeLogsourceTransformation,
+    )
+
+    categories = {name: ("sysmon", ids) for name, ids in SYSMON_CATEGORIES.items()}
+    categories |= {name: (svc, (code,)) for name, (svc, code) in WINDOWS_CATEGORIES.items()}
+    items = []
+    for category, (service, ids) in categories.items():
+        def condition(category=category):  # a condition belongs to one processing item
+            return [LogsourceCondition(category=category, product="windows")]
+
+        items += [
+            ProcessingItem(
+                identifier=f"reference_{category}_eventid",
+                transformation=AddConditionTransformation(
+                    {"EventID": list(ids) if len(ids) > 1 else ids[0]}
+                ),
+                rule_conditions=condition(),
+            ),
+            ProcessingItem(
+                identifier=f"reference_{category}_logsource",
+                transformation=ChangeLogsourceTransformation(
+                    product="windows", service=service, category=category
+                ),
+                rule_conditions=condition(),
+            ),
+        ]
+    items += generate_windows_logsource_items("Channel", "{source}")
+    return ProcessingPipeline(name="Windows logsources (reference)", priority=10, items=items)

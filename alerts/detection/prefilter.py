@@ -5,12 +5,13 @@ one must occur (the field's lower-cased value contains the text) for the rule to
 
 - a field test gives its longest literal piece (`CommandLine|contains: ' -ma '` → ' -ma ';
   `Image|endswith: '\\procdump.exe'` → '\\procdump.exe'; a wildcard pattern → its longest
-  plain part; a number → its decimal text);
+  plain part; a number → its decimal text; a keyword → its text in any field);
 - `or` (and `1 of`, modifier expansions such as `windash`) needs one of its branches: the union;
 - `and` needs every child: any one child's set is necessary, and the most selective is kept
   (longest shortest text, then fewest pairs);
-- `not`, regular expressions, `cidr`, comparisons, `exists`, null, field references and keywords
-  give nothing: a rule whose condition yields nothing is always evaluated.
+- a regular expression gives its longest top-level literal run (3 characters at least);
+- `not`, `cidr`, comparisons, `exists`, null and field references give
+  nothing: a rule whose condition yields nothing is always evaluated.
 
 The pre-filter never changes what matches (the full matcher still decides); it only makes the
 candidate list short. Values are scanned exactly as matchers read them (`FieldView.get`, every
@@ -19,18 +20,53 @@ alternative of a `%%` token), so a text the matcher can see, the automaton sees.
 
 from __future__ import annotations
 
+import re._constants as _constants
+import re._parser as _parser
+
 import ahocorasick
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
     ConditionOR,
+    ConditionValueExpression,
 )
-from sigma.types import SigmaBool, SigmaExpansion, SigmaNumber, SigmaString
+from sigma.types import (
+    SigmaBool,
+    SigmaExpansion,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+)
 
 Need = frozenset[tuple[str, str]] | None
+ANY_FIELD = "*"  # keywords: the text may be in any field
+
+
+def _regex_literal(pattern: str) -> str:
+    """The longest literal run at the top level of a regular expression ('' if none).
+
+    Every match contains the top-level literal characters in sequence, so the lower-cased run
+    is inside the lower-cased value of any match (flags such as `i` do not change that).
+    """
+    try:
+        parsed = _parser.parse(pattern)
+    except Exception:  # noqa: BLE001 - an odd pattern simply gets no pre-filter
+        return ""
+    best, run = "", []
+    for op, argument in [*parsed, (None, None)]:
+        if op is _constants.LITERAL:
+            run.append(chr(argument))
+            continue
+        if len(run) > len(best):
+            best = "".join(run)
+        run = []
+    return best.lower()
 
 
 def _value_need(name: str, value) -> Need:
+    if isinstance(value, SigmaRegularExpression):
+        text = _regex_literal(value.regexp.to_plain())
+        return frozenset({(name, text)}) if len(text.strip()) >= 3 else None
     if isinstance(value, SigmaExpansion):
         found: set[tuple[str, str]] = set()
         for item in value.values:
@@ -59,6 +95,8 @@ def _score(need: frozenset[tuple[str, str]]) -> tuple[int, int]:
 def necessary(node) -> Need:
     if isinstance(node, ConditionFieldEqualsValueExpression):
         return _value_need(node.field.lower(), node.value)
+    if isinstance(node, ConditionValueExpression):  # a keyword: any field, all values joined
+        return _value_need(ANY_FIELD, node.value)
     if isinstance(node, ConditionOR):
         found: set[tuple[str, str]] = set()
         for arg in node.args:
@@ -102,7 +140,7 @@ class Bucket:
             return self.rules
         hits = set(self.always)
         for name, automaton in self.automata:
-            values = view.get(name)
+            values = (view.all_text(),) if name == ANY_FIELD else view.get(name)
             if values is None:
                 continue
             for value in values:

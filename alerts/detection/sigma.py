@@ -247,11 +247,11 @@ def _keyword(value) -> Matcher:
     """A keyword (no field): matches if any field contains it."""
     if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
         raise Unsupported(f"keyword of type {type(value).__name__} is not supported")
-    test = (
-        _pattern(value.s, lower=True)
-        if value.contains_special()
-        else (lambda text: lambda v: text in v)(_plain(value).lower())
-    )
+    if not value.contains_special():
+        text = _plain(value).lower()
+        # One substring test over every value joined (cached per event), not one per field.
+        return lambda view: text in view.all_text()
+    test = _pattern(value.s, lower=True)
 
     def match(view: FieldView) -> bool:
         for values in view.all_values():
@@ -289,11 +289,70 @@ def _any(matchers: list[Matcher]) -> Matcher:
     return match
 
 
+def _shape(value) -> tuple[str, str] | None:
+    """(kind, lower text) of a plain string test: eq, prefix, suffix or contains; None: other."""
+    if type(value) is not SigmaString or value.contains_placeholder():
+        return None
+    parts = value.s
+    if not value.contains_special():
+        return "eq", _plain(value).lower()
+    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] == SpecialChars.WILDCARD_MULTI:
+        return "prefix", parts[0].lower()
+    if len(parts) == 2 and parts[0] == SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str):
+        return "suffix", parts[1].lower()
+    if (
+        len(parts) == 3
+        and parts[0] == SpecialChars.WILDCARD_MULTI
+        and parts[2] == SpecialChars.WILDCARD_MULTI
+        and isinstance(parts[1], str)
+    ):
+        return "contains", parts[1].lower()
+    return None
+
+
+def _field_set(name: str, shapes: list[tuple[str, str]]) -> Matcher:
+    """Several plain string tests of one field OR-ed (a Sigma value list): one pass per value."""
+    equal = frozenset(text for kind, text in shapes if kind == "eq")
+    prefixes = tuple(text for kind, text in shapes if kind == "prefix")
+    suffixes = tuple(text for kind, text in shapes if kind == "suffix")
+    inside = tuple(text for kind, text in shapes if kind == "contains")
+
+    def match(view: FieldView) -> bool:
+        values = view.get(name)
+        if values is None:
+            return False
+        for v in values:
+            if v in equal or v.startswith(prefixes) or v.endswith(suffixes):
+                return True
+            for text in inside:
+                if text in v:
+                    return True
+        return False
+
+    return match
+
+
+def _compile_or(node) -> Matcher:
+    """OR: plain string tests of the same field are merged into one matcher per field."""
+    by_field: dict[str, list[tuple[str, str]]] = {}
+    others = []
+    for arg in node.args:
+        shape = (
+            _shape(arg.value) if isinstance(arg, ConditionFieldEqualsValueExpression) else None
+        )
+        if shape is None:
+            others.append(arg)
+        else:
+            by_field.setdefault(arg.field.lower(), []).append(shape)
+    matchers = [_field_set(name, shapes) for name, shapes in by_field.items()]
+    return _any(matchers + [compile_condition(arg) for arg in others])
+
+
 def compile_condition(node) -> Matcher:
     if isinstance(node, ConditionAND):
         return _all([compile_condition(arg) for arg in node.args])
     if isinstance(node, ConditionOR):
-        return _any([compile_condition(arg) for arg in node.args])
+        return _compile_or(node)
     if isinstance(node, ConditionNOT):
         inner = compile_condition(node.args[0])
         return lambda view: not inner(view)
