@@ -171,6 +171,7 @@ def reference_pipeline():
     categories |= {name: (svc, (code,)) for name, (svc, code) in WINDOWS_CATEGORIES.items()}
     items = []
     for category, (service, ids) in categories.items():
+
         def condition(category=category):  # a condition belongs to one processing item
             return [LogsourceCondition(category=category, product="windows")]
 

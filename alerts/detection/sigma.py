@@ -337,9 +337,7 @@ def _compile_or(node) -> Matcher:
     by_field: dict[str, list[tuple[str, str]]] = {}
     others = []
     for arg in node.args:
-        shape = (
-            _shape(arg.value) if isinstance(arg, ConditionFieldEqualsValueExpression) else None
-        )
+        shape = _shape(arg.value) if isinstance(arg, ConditionFieldEqualsValueExpression) else None
         if shape is None:
             others.append(arg)
         else:
