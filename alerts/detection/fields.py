@@ -124,10 +124,18 @@ class FieldView:
     def _build(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         entries: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         for recorded, raw in self._fields.items():
-            text = _text(raw)
-            if text is None:
-                continue
-            low, orig = _alternatives(text)
+            # Inlined common case (a plain string without `%%` tokens): this loop runs for
+            # every field of every event the rules may match.
+            if type(raw) is str:
+                text = raw.strip()
+            else:
+                text = _text(raw)
+                if text is None:
+                    continue
+            if "%%" in text:
+                low, orig = _alternatives(text)
+            else:
+                low, orig = (text.lower(),), (text,)
             name = recorded.lower()
             before = entries.get(name)
             if before is not None:  # ProcessID / ProcessId: keep both values
