@@ -32,6 +32,8 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
+from events.windows import describe
+
 # --- Severity -----------------------------------------------------------------------------------
 # Windows `Level` → severity 1–5. 0 is LogAlways: nearly every Security-log audit record has it,
 # and an audit record is worth a little more than an informational application message.
@@ -685,14 +687,25 @@ def _source_type(fields: dict[str, Any]) -> str:
 def _from_windows(record: dict[str, Any]) -> dict[str, Any]:
     fields = event_fields(record)
     code = fields.get("EventID")
+    severity = windows_severity(fields)
+    # The per-channel catalog (events/windows.py) names Sysmon, PowerShell, WMI and System ids
+    # and rates them; Security codes keep the table above.
+    described = describe(fields)
+    if described is not None and described[1] is not None:
+        channel = str(fields.get("Channel") or "").lower()
+        if channel != "security" or code not in SEVERITY_BY_CODE:
+            severity = described[1]
     message = fields.get("Message")
     if not isinstance(message, str) or not message.strip():
-        message = MESSAGES_BY_CODE.get(code, f"Windows event {code}")
+        if described is not None:
+            message = described[0]
+        else:
+            message = MESSAGES_BY_CODE.get(code, f"Windows event {code}")
     item = {
         "timestamp": _timestamp(fields.get("TimeCreated")),
         "computer": fields.get("Computer") or "",
         "event_code": code,
-        "severity": windows_severity(fields),
+        "severity": severity,
         "message": message,
         "source_type": _source_type(fields)[:100],
         "user_name": _first(fields, _USER_FIELDS)[:255],

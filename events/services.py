@@ -271,7 +271,11 @@ def _raise_ai_alert(event: SecurityEvent):
     try:
         with transaction.atomic():
             return create_alert(
-                title=f"AI: {category.replace('_', ' ')} on {event.computer}"[:255],
+                # The offline analyzer is rules, not AI: its verdicts say so (issue 13, item 8).
+                title=(
+                    f"{'Rules' if event.ai_provider == 'builtin' else 'AI'}: "
+                    f"{category.replace('_', ' ')} on {event.computer}"
+                )[:255],
                 severity=max(event.severity, Severity.CRITICAL if score >= 95 else Severity.HIGH),
                 category=category,
                 hostname=event.computer,

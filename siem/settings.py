@@ -486,6 +486,17 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
 EMAIL_TIMEOUT = INTEGRATION_TIMEOUT_SEC
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "siem@localhost")
 
+# --- Detection: Sigma rule selection (issue 15) ------------------------------------------------
+# Rules below this level, or with one of these statuses, are not loaded (listed as skipped).
+SIGMA_MIN_LEVEL = env_str("SIGMA_MIN_LEVEL", "informational").lower()
+SIGMA_SKIP_STATUSES = [
+    s.lower() for s in env_list("SIGMA_SKIP_STATUSES", ["deprecated", "unsupported"])
+]
+if SIGMA_MIN_LEVEL not in ("informational", "low", "medium", "high", "critical"):
+    raise ImproperlyConfigured(
+        f"SIGMA_MIN_LEVEL: informational, low, medium, high or critical, not {SIGMA_MIN_LEVEL!r}"
+    )
+
 # --- REST framework ----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.SessionJWTAuthentication"],

@@ -490,7 +490,6 @@ def test_a_rule_that_raises_on_an_event_never_stops_the_other_rules(
         path="broken.yml",
         match=broken,
         event_ids=None,
-        channel=None,
     )
     cleared = {"EventID": 1102, "Computer": "DC-01", "TimeCreated": "2020-07-22T20:29:27Z"}
     with django_capture_on_commit_callbacks(execute=False):

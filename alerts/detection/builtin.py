@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from alerts.detection.fields import LOOPBACK, FieldView, remote_source
+from events.windows import is_machine_account, is_privileged_group, replication_rights
 
 Key = Callable[[FieldView], tuple[str, ...] | None]
 
@@ -52,8 +53,7 @@ def _is(view: FieldView, name: str, *values: str) -> bool:
     return any(v in values for v in view.get(name) or ())
 
 
-def _machine_account(name: str) -> bool:
-    return name.endswith("$")
+_machine_account = is_machine_account
 
 
 # --- brute force and spraying -----------------------------------------------------------------
@@ -81,56 +81,13 @@ def _spray_key(view: FieldView) -> tuple[str, ...] | None:
 
 
 # --- accounts and groups -----------------------------------------------------------------------
-PRIVILEGED_GROUP_SIDS = frozenset(
-    {
-        "s-1-5-32-544",  # Administrators
-        "s-1-5-32-548",  # Account Operators
-        "s-1-5-32-549",  # Server Operators
-        "s-1-5-32-550",  # Print Operators
-        "s-1-5-32-551",  # Backup Operators
-        "s-1-5-32-555",  # Remote Desktop Users
-    }
-)
-PRIVILEGED_DOMAIN_RIDS = ("-512", "-518", "-519", "-520", "-526", "-527")  # Domain Admins...
-PRIVILEGED_GROUP_NAMES = frozenset(
-    {
-        "administrators",
-        "domain admins",
-        "enterprise admins",
-        "schema admins",
-        "account operators",
-        "server operators",
-        "backup operators",
-        "print operators",
-        "remote desktop users",
-        "dnsadmins",
-        "group policy creator owners",
-        "key admins",
-        "enterprise key admins",
-    }
-)
-
-
 def _privileged_group(view: FieldView) -> bool:
-    sid = view.first("targetsid")
-    if sid in PRIVILEGED_GROUP_SIDS:
-        return True
-    if sid.startswith("s-1-5-21-") and sid.endswith(PRIVILEGED_DOMAIN_RIDS):
-        return True
-    return view.first("targetusername") in PRIVILEGED_GROUP_NAMES
+    return is_privileged_group(view.first("targetsid"), view.first("targetusername"))
 
 
 # --- directory replication, shares, credentials -------------------------------------------------
-REPLICATION_GUIDS = (
-    "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2",  # DS-Replication-Get-Changes
-    "1131f6ad-9c07-11d1-f79f-00c04fc2dcd2",  # DS-Replication-Get-Changes-All
-    "89e95b76-444d-4c62-991a-0facbeda640c",  # DS-Replication-Get-Changes-In-Filtered-Set
-)
-
-
 def _dcsync(view: FieldView) -> bool:
-    properties = " ".join(view.get("properties") or ())
-    if not any(guid in properties for guid in REPLICATION_GUIDS):
+    if not replication_rights(" ".join(view.get("properties") or ())):
         return False
     subject = view.first("subjectusername")
     # Domain controllers replicate with their machine accounts; anyone else is an attacker.

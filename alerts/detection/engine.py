@@ -34,8 +34,9 @@ from django.db import DatabaseError
 
 from alerts.detection.builtin import BUILTIN_RULES, BuiltinRule
 from alerts.detection.catalog import sync_sigma_rules
+from alerts.detection.dispatch import Dispatch
 from alerts.detection.fields import FieldView, event_view, remote_source
-from alerts.detection.sigma import CompiledRule, SigmaRuleSet, load_rules
+from alerts.detection.sigma import CompiledRule, RuleFilter, SigmaRuleSet, load_rules
 from alerts.detection.windows import WindowSpec, WindowStore
 from alerts.services import raise_or_repeat_many
 
@@ -134,14 +135,7 @@ class Engine:
         for rule in builtin:
             for code in rule.event_ids:
                 self._builtin_by_code.setdefault(code, []).append(rule)
-        self._sigma_by_code: dict[int, list[CompiledRule]] = {}
-        self._sigma_any: list[CompiledRule] = []
-        for rule in self.sigma.rules:
-            if rule.event_ids is None:
-                self._sigma_any.append(rule)
-            else:
-                for code in rule.event_ids:
-                    self._sigma_by_code.setdefault(code, []).append(rule)
+        self.dispatch = Dispatch(self.sigma.rules)
 
     # --- configuration -----------------------------------------------------------------------
     @property
@@ -189,10 +183,10 @@ class Engine:
         for event in events:
             code = event.event_code
             builtin = self._builtin_by_code.get(code, ())
-            sigma = self._sigma_by_code.get(code, ())
-            if not builtin and not sigma and not self._sigma_any:
+            if not builtin and not self.dispatch.may_match(code):
                 continue
             view = event_view(event)
+            sigma = self.dispatch.candidates(view)
             ts = event.timestamp.timestamp()
             for rule in builtin:
                 settings_ = config.rule(rule.rule_id)
@@ -209,7 +203,7 @@ class Engine:
                     continue
                 fired[rule.rule_id] += 1
                 self._finding(findings, rule, settings_, view, group).add([event.pk], 1, _ts(event))
-            for rule in (*sigma, *self._sigma_any):
+            for rule in sigma:
                 if rule.rule_id in config.sigma_disabled or not self._applies(rule, view):
                     continue
                 if rule.generates_alerts:
@@ -260,7 +254,7 @@ class Engine:
     def _applies(rule: CompiledRule, view: FieldView) -> bool:
         """A rule that fails on some odd value is a miss for that event, never a lost batch."""
         try:
-            return rule.applies(view)
+            return rule.match(view)  # the dispatch has checked the channel and event id
         except Exception:  # noqa: BLE001 - one rule's bug must not stop detection
             logger.exception("sigma rule %s failed on event %s", rule.rule_id, view.event.pk)
             return False
@@ -361,7 +355,7 @@ def get_engine() -> Engine:
         source = _rules_signature(directory)
         if fresh and source == _engine_source:
             return _engine
-        sigma = load_rules(directory) if directory else SigmaRuleSet()
+        sigma = load_rules(directory, RuleFilter.from_settings()) if directory else SigmaRuleSet()
         for entry in sigma.entries:
             if entry.error:
                 logger.warning(

@@ -24,6 +24,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from alerts.detection.logsource import AUDIT_4688_FIELDS
 from events.normalize import event_fields
 
 # Message-table tokens seen in Security logs (msobjs.dll / adtschema.dll), rendered text.
@@ -79,6 +80,8 @@ def _expand_tokens(text: str) -> str:
 
 
 def _text(value: Any) -> str | None:
+    if type(value) is str:  # the common case first
+        return value.strip()
     if value is None:
         return None
     if isinstance(value, bool):
@@ -103,52 +106,66 @@ def _alternatives(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 class FieldView:
     """The normalized fields of one event, shared by every rule.
 
-    Values are normalized on first use and cached: a rule reads a handful of an event's fields,
-    so building the whole view up front would cost more than the matching.
+    Every field is normalized in one pass on first use (a dict of lower-case name → values):
+    with thousands of rules, the pre-filter reads most of an event's fields anyway, and one
+    loop costs less than a lookup chain per field.
     """
 
-    __slots__ = ("event", "_fields", "_names", "_cache")
+    __slots__ = ("event", "_fields", "_entries", "_channel", "_all_text")
 
     def __init__(self, event, fields: dict[str, Any]) -> None:
         self.event = event
         self._fields = fields
-        self._names: dict[str, list[str]] | None = None  # lower-case name → names as recorded
-        self._cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+        # lower-case name → (lower-cased alternatives, original alternatives)
+        self._entries: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None = None
+        self._channel: str | None = None
+        self._all_text: str | None = None
 
-    def _index(self) -> dict[str, list[str]]:
-        names = self._names
-        if names is None:
-            names = self._names = {}
-            for recorded in self._fields:
-                names.setdefault(recorded.lower(), []).append(recorded)
-        return names
+    def _build(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        entries: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        for recorded, raw in self._fields.items():
+            # Inlined common case (a plain string without `%%` tokens): this loop runs for
+            # every field of every event the rules may match.
+            if type(raw) is str:
+                text = raw.strip()
+            else:
+                text = _text(raw)
+                if text is None:
+                    continue
+            if "%%" in text:
+                low, orig = _alternatives(text)
+            else:
+                low, orig = (text.lower(),), (text,)
+            name = recorded.lower()
+            before = entries.get(name)
+            if before is not None:  # ProcessID / ProcessId: keep both values
+                low, orig = before[0] + low, before[1] + orig
+            entries[name] = (low, orig)
+        self._entries = entries
+        return entries
 
     def _entry(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        try:
-            return self._cache[name]
-        except KeyError:
-            pass
-        names = self._index()
-        sources = names.get(name)
-        if sources is None and name in FIELD_ALIASES:
-            sources = names.get(FIELD_ALIASES[name])
-        entry = None
-        if sources:
-            low: tuple[str, ...] = ()
-            orig: tuple[str, ...] = ()
-            for recorded in sources:  # ProcessID / ProcessId: keep both values
-                text = _text(self._fields[recorded])
-                if text is not None:
-                    more_low, more_orig = _alternatives(text)
-                    low, orig = low + more_low, orig + more_orig
-            entry = (low, orig) if low else None
-        self._cache[name] = entry
+        entries = self._entries
+        if entries is None:
+            entries = self._build()
+        entry = entries.get(name)
+        if entry is None and name in FIELD_ALIASES:
+            entry = entries.get(FIELD_ALIASES[name])
         return entry
 
     def get(self, name: str) -> tuple[str, ...] | None:
         """Lower-cased alternatives of a field (lower-case name), None if it has no value."""
-        entry = self._entry(name)
-        return entry[0] if entry else None
+        entries = self._entries
+        if entries is None:
+            entries = self._build()
+        entry = entries.get(name)
+        if entry is None:
+            if name not in FIELD_ALIASES:
+                return None
+            entry = entries.get(FIELD_ALIASES[name])
+            if entry is None:
+                return None
+        return entry[0]
 
     def get_original(self, name: str) -> tuple[str, ...]:
         """The same, stripped but not lower-cased (regular expressions, `|cased`)."""
@@ -160,10 +177,16 @@ class FieldView:
 
     def all_values(self):
         """Every field's lower-cased alternatives (keyword rules search them all)."""
-        for name in list(self._index()):
-            values = self.get(name)
-            if values:
-                yield values
+        entries = self._entries if self._entries is not None else self._build()
+        for low, _ in entries.values():
+            yield low
+
+    def all_text(self) -> str:
+        """Every lower-cased alternative of every field, NUL-separated (keyword rules)."""
+        text = self._all_text
+        if text is None:
+            text = self._all_text = "\x00".join(v for values in self.all_values() for v in values)
+        return text
 
     def value(self, name: str) -> str | None:
         """The lower-cased value of a field as recorded (placeholders included), or None."""
@@ -178,6 +201,31 @@ class FieldView:
                     return value
         return ""
 
+    @property
+    def channel(self) -> str:
+        """The event's channel, lower case: what Sigma logsources are mapped to.
+
+        A record without one is an API event (`{"computer", "event_code", ...}`, stored as
+        "Windows Security") and reads as Security; an ETW record with a provider but no channel
+        (Microsoft-Windows-RPC in the attack captures) reads as no channel at all.
+        """
+        channel = self._channel
+        if channel is None:
+            value = self.value("channel")
+            if value is None:
+                value = "" if self.has("provider_name") else "security"
+            channel = self._channel = value
+        return channel
+
+    @property
+    def code(self) -> int | None:
+        """The event id as a number (None if the record has none that parses)."""
+        value = self.value("eventid")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
 
 def event_view(event) -> FieldView:
     """Fields of a stored SecurityEvent: its raw record flattened, plus the model's own columns."""
@@ -188,6 +236,11 @@ def event_view(event) -> FieldView:
         fields.setdefault("TargetUserName", event.user_name)
     if event.source_ip:
         fields.setdefault("IpAddress", event.source_ip)
+    if event.event_code == 4688:
+        # Security 4688 is process_creation too: rules read Sysmon's names (Image, ParentImage).
+        for rule_name, recorded in AUDIT_4688_FIELDS.items():
+            if recorded in fields:
+                fields.setdefault(rule_name, fields[recorded])
     return FieldView(event, fields)
 
 

@@ -74,9 +74,9 @@ def set_sigma_rules_enabled(rules: Iterable[SigmaRule], *, enabled: bool, actor)
 def reload_sigma_rules(directory: str, *, actor):
     """Re-read `directory` into the SigmaRule table (enabled flags kept); returns the ruleset."""
     from alerts.detection.catalog import sync_sigma_rules
-    from alerts.detection.sigma import load_rules
+    from alerts.detection.sigma import RuleFilter, load_rules
 
-    ruleset = load_rules(directory)
+    ruleset = load_rules(directory, RuleFilter.from_settings())
     with transaction.atomic():
         sync_sigma_rules(ruleset)
         audit.record(

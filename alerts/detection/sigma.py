@@ -54,20 +54,14 @@ from sigma.types import (
 )
 
 from alerts.detection.fields import PLACEHOLDERS, FieldView, source_address
+from alerts.detection.logsource import Source, UnmappedLogsource, narrow, sources_for
+from alerts.detection.prefilter import necessary
 
 logger = logging.getLogger(__name__)
 
 Matcher = Callable[[FieldView], bool]
 
 LEVEL_SEVERITY = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
-# Sigma logsource `service` → the Windows `Channel` it reads (lower case).
-SERVICE_CHANNELS = {
-    "security": "security",
-    "system": "system",
-    "application": "application",
-    "sysmon": "microsoft-windows-sysmon/operational",
-    "powershell": "microsoft-windows-powershell/operational",
-}
 _TACTICS = {
     "reconnaissance",
     "resource_development",
@@ -253,11 +247,11 @@ def _keyword(value) -> Matcher:
     """A keyword (no field): matches if any field contains it."""
     if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString):
         raise Unsupported(f"keyword of type {type(value).__name__} is not supported")
-    test = (
-        _pattern(value.s, lower=True)
-        if value.contains_special()
-        else (lambda text: lambda v: text in v)(_plain(value).lower())
-    )
+    if not value.contains_special():
+        text = _plain(value).lower()
+        # One substring test over every value joined (cached per event), not one per field.
+        return lambda view: text in view.all_text()
+    test = _pattern(value.s, lower=True)
 
     def match(view: FieldView) -> bool:
         for values in view.all_values():
@@ -295,11 +289,68 @@ def _any(matchers: list[Matcher]) -> Matcher:
     return match
 
 
+def _shape(value) -> tuple[str, str] | None:
+    """(kind, lower text) of a plain string test: eq, prefix, suffix or contains; None: other."""
+    if type(value) is not SigmaString or value.contains_placeholder():
+        return None
+    parts = value.s
+    if not value.contains_special():
+        return "eq", _plain(value).lower()
+    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] == SpecialChars.WILDCARD_MULTI:
+        return "prefix", parts[0].lower()
+    if len(parts) == 2 and parts[0] == SpecialChars.WILDCARD_MULTI and isinstance(parts[1], str):
+        return "suffix", parts[1].lower()
+    if (
+        len(parts) == 3
+        and parts[0] == SpecialChars.WILDCARD_MULTI
+        and parts[2] == SpecialChars.WILDCARD_MULTI
+        and isinstance(parts[1], str)
+    ):
+        return "contains", parts[1].lower()
+    return None
+
+
+def _field_set(name: str, shapes: list[tuple[str, str]]) -> Matcher:
+    """Several plain string tests of one field OR-ed (a Sigma value list): one pass per value."""
+    equal = frozenset(text for kind, text in shapes if kind == "eq")
+    prefixes = tuple(text for kind, text in shapes if kind == "prefix")
+    suffixes = tuple(text for kind, text in shapes if kind == "suffix")
+    inside = tuple(text for kind, text in shapes if kind == "contains")
+
+    def match(view: FieldView) -> bool:
+        values = view.get(name)
+        if values is None:
+            return False
+        for v in values:
+            if v in equal or v.startswith(prefixes) or v.endswith(suffixes):
+                return True
+            for text in inside:
+                if text in v:
+                    return True
+        return False
+
+    return match
+
+
+def _compile_or(node) -> Matcher:
+    """OR: plain string tests of the same field are merged into one matcher per field."""
+    by_field: dict[str, list[tuple[str, str]]] = {}
+    others = []
+    for arg in node.args:
+        shape = _shape(arg.value) if isinstance(arg, ConditionFieldEqualsValueExpression) else None
+        if shape is None:
+            others.append(arg)
+        else:
+            by_field.setdefault(arg.field.lower(), []).append(shape)
+    matchers = [_field_set(name, shapes) for name, shapes in by_field.items()]
+    return _any(matchers + [compile_condition(arg) for arg in others])
+
+
 def compile_condition(node) -> Matcher:
     if isinstance(node, ConditionAND):
         return _all([compile_condition(arg) for arg in node.args])
     if isinstance(node, ConditionOR):
-        return _any([compile_condition(arg) for arg in node.args])
+        return _compile_or(node)
     if isinstance(node, ConditionNOT):
         inner = compile_condition(node.args[0])
         return lambda view: not inner(view)
@@ -350,16 +401,27 @@ class CompiledRule:
     path: str
     match: Matcher
     event_ids: frozenset[int] | None
-    channel: str | None
+    # The logs the rule runs on (logsource.py); the engine dispatches by them.
+    sources: tuple[Source, ...] = (Source(None, None),)
+    level: str = ""
+    status: str = ""
+    # (field, text) pairs one of which must occur for a match (prefilter.py); None: always try.
+    needs: frozenset[tuple[str, str]] | None = None
     generates_alerts: bool = True
     correlations: list[CompiledCorrelation] = field(default_factory=list)
 
+    def accepts(self, channel: str, code: int | None) -> bool:
+        """Whether an event of this channel and id is from a log the rule was written for."""
+        for source in self.sources:
+            if source.channel is not None and source.channel != channel:
+                continue
+            if source.event_ids is not None and code not in source.event_ids:
+                continue
+            return True
+        return False
+
     def applies(self, view: FieldView) -> bool:
-        if self.channel is not None:
-            channel = view.get("channel")
-            if channel is not None and self.channel not in channel:
-                return False
-        return self.match(view)
+        return self.accepts(view.channel, view.code) and self.match(view)
 
 
 @dataclass
@@ -433,16 +495,22 @@ def _compile_rule(rule: SigmaRule, path: str) -> CompiledRule:
         raise Unsupported("rules with several conditions are not supported")
     tree = rule.detection.parsed_condition[0].parsed
     logsource = rule.logsource
-    channel = None
-    if logsource.service:
-        channel = SERVICE_CHANNELS.get(logsource.service.lower())
-        if channel is None:
-            raise Unsupported(f"logsource service {logsource.service!r} is not mapped")
+    try:
+        sources = sources_for(logsource.product, logsource.category, logsource.service)
+    except UnmappedLogsource as exc:
+        raise Unsupported(str(exc)) from exc
+    event_ids = required_event_ids(tree)
+    sources = narrow(sources, event_ids)
+    if not sources:
+        raise Unsupported("the EventIDs the detection requires are not in its logsource")
     return CompiledRule(
         **_common(rule, path),
         match=compile_condition(tree),
-        event_ids=required_event_ids(tree),
-        channel=channel,
+        event_ids=event_ids,
+        sources=tuple(sources),
+        level=_level(rule),
+        status=rule.status.name.lower() if rule.status is not None else "",
+        needs=necessary(tree),
     )
 
 
@@ -488,8 +556,47 @@ def _error_text(errors) -> str:
     return "; ".join(str(e) for e in errors)[:2000]
 
 
-def load_rules(directory: str | Path) -> SigmaRuleSet:
-    """Load every `*.yml`/`*.yaml` below `directory`; failures become entries with a reason."""
+@dataclass(frozen=True)
+class RuleFilter:
+    """Which rules to load by their own `level` and `status` (SIGMA_MIN_LEVEL, ..._STATUSES)."""
+
+    min_level: str = "informational"
+    skip_statuses: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls) -> RuleFilter:
+        from django.conf import settings
+
+        return cls(settings.SIGMA_MIN_LEVEL, frozenset(settings.SIGMA_SKIP_STATUSES))
+
+    def refusal(self, rule) -> str:
+        """Why the settings leave this rule out ('' if they do not)."""
+        status = rule.status.name.lower() if rule.status is not None else ""
+        if status and status in self.skip_statuses:
+            return f"{SKIPPED} status {status} is in SIGMA_SKIP_STATUSES"
+        level = _level(rule)
+        if level and LEVEL_SEVERITY[level] < LEVEL_SEVERITY[self.min_level]:
+            return f"{SKIPPED} level {level} is below SIGMA_MIN_LEVEL ({self.min_level})"
+        return ""
+
+
+SKIPPED = "skipped by setting:"
+# Quoted specifics (a value, a path) vary per rule; short names (a category, a service) are kept.
+_QUOTED = re.compile(r"'[^']{33,}'|\"[^\"]{33,}\"")
+
+
+def refusal_reason(error: str) -> str:
+    """The kind of a load error, for counting refusals by reason (quoted specifics removed)."""
+    first = error.split(";")[0].split("\n")[0]
+    return _QUOTED.sub("…", first).strip()[:120]
+
+
+def load_rules(directory: str | Path, rule_filter: RuleFilter | None = None) -> SigmaRuleSet:
+    """Load every `*.yml`/`*.yaml` below `directory`; failures become entries with a reason.
+
+    `rule_filter` leaves out rules by level or status: they are listed, with the setting that
+    skipped them as the reason, and never compiled.
+    """
     result = SigmaRuleSet()
     root = Path(directory)
     if not root.is_dir():
@@ -536,6 +643,11 @@ def load_rules(directory: str | Path) -> SigmaRuleSet:
             duplicates.add(id(rule))
             entry.rule_id = f"{entry.rule_id}@{path}"[:255]
             entry.error = f"duplicate rule id: already loaded from {duplicate.path}"
+            continue
+        skipped = rule_filter.refusal(rule) if rule_filter else ""
+        if skipped:
+            entry.error = skipped
+            duplicates.add(id(rule))  # neither compiled nor usable as a correlation's base
             continue
         try:
             if isinstance(rule, SigmaCorrelationRule):

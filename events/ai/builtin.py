@@ -17,31 +17,16 @@ from django.utils import timezone
 
 from events.ai.base import Analysis
 from events.normalize import event_fields
+from events.windows import (
+    DOMAIN_ADMIN_GROUPS,
+    failure_burst,
+    is_machine_account,
+    is_privileged_group,
+    replication_rights,
+)
 
-BURST_WINDOW = timedelta(minutes=10)
-# Group names whose new members gain administrative power (4728/4732/4756).
-PRIVILEGED_GROUPS = {
-    "administrators",
-    "domain admins",
-    "enterprise admins",
-    "schema admins",
-    "backup operators",
-    "account operators",
-    "server operators",
-    "print operators",
-    "dnsadmins",
-    "group policy creator owners",
-    "remote desktop users",
-    "remote management users",
-    "hyper-v administrators",
-}
-DOMAIN_ADMIN_GROUPS = {"domain admins", "enterprise admins", "schema admins"}
-# Directory replication rights: reading them from a non-DC account is DCSync (mimikatz lsadump).
-DCSYNC_GUIDS = {
-    "1131f6aa-9c07-11d1-f79f-00c04fc2dcd2": "DS-Replication-Get-Changes",
-    "1131f6ad-9c07-11d1-f79f-00c04fc2dcd2": "DS-Replication-Get-Changes-All",
-    "89e95b76-444d-4c62-991a-0facbeda640c": "DS-Replication-Get-Changes-In-Filtered-Set",
-}
+# Privileged groups, DCSync rights and burst thresholds: events/windows.py, shared with the
+# detection rules so the analyzer and the rules never disagree.
 # Command-line patterns of attack tools and techniques: (regex, score, category, what it is).
 COMMAND_PATTERNS: list[tuple[re.Pattern, int, str, str]] = [
     (
@@ -241,7 +226,8 @@ def _group_member_added(event, raw) -> Analysis:
     member = member if member not in _NO_USER else _field(raw, "MemberSid") or "an account"
     who = _who(raw, "SubjectUserName")
     by_system = who.endswith("$") or _field(raw, "SubjectUserSid") == "S-1-5-18"
-    if group.lower() in PRIVILEGED_GROUPS and by_system:
+    privileged = is_privileged_group(_field(raw, "TargetSid"), group)
+    if privileged and by_system:
         # Setup, Group Policy or LAPS-like tooling act as the computer itself; still worth a look.
         return Analysis(
             60,
@@ -256,7 +242,7 @@ def _group_member_added(event, raw) -> Analysis:
             f"{member} was added to the domain-wide group {group!r} by {who} on "
             f"{event.computer}: full control of the domain.",
         )
-    if group.lower() in PRIVILEGED_GROUPS:
+    if privileged:
         return Analysis(
             78,
             "privilege_escalation",
@@ -278,31 +264,45 @@ def _failure_burst(event, raw, code: int, label: str) -> Analysis:
     when = event.timestamp or timezone.now()
     from events.models import SecurityEvent
 
+    # The detection rules' numbers (events/windows.py): the analyzer calls a burst what the
+    # brute-force and spraying rules alert on, never a different threshold.
+    policy = failure_burst()
+    window = timedelta(seconds=policy.window_seconds)
     recent = SecurityEvent.objects.filter(
-        event_code=code, timestamp__gte=when - BURST_WINDOW, timestamp__lte=when
+        event_code=code, timestamp__gte=when - window, timestamp__lte=when
     )
     by_user = recent.filter(user_name=user).count() if user else 0
     by_source = recent.filter(source_ip=source).count() if source else 0
+    spray_window = timedelta(seconds=policy.spray_window_seconds)
     accounts = (
-        recent.filter(source_ip=source).exclude(user_name="").values("user_name").distinct().count()
+        SecurityEvent.objects.filter(
+            event_code=code,
+            timestamp__gte=when - spray_window,
+            timestamp__lte=when,
+            source_ip=source,
+        )
+        .exclude(user_name="")
+        .values("user_name")
+        .distinct()
+        .count()
         if source
         else 0
     )
-    minutes = int(BURST_WINDOW.total_seconds() // 60)
-    if accounts >= 5:
+    minutes = max(1, round(policy.window_seconds / 60))
+    if accounts >= policy.spray_accounts:
         return Analysis(
             88,
             "brute_force",
-            f"Password spraying: {by_source} {label}s for {accounts} different accounts from "
-            f"{source} within {minutes} minutes.",
+            f"Password spraying: {accounts} different accounts failed from {source} within "
+            f"{round(policy.spray_window_seconds / 60)} minutes.",
         )
     burst = max(by_user, by_source)
     subject = f"account {user!r}" if by_user >= by_source else f"source {source}"
-    if burst >= 20:
+    if burst >= 2 * policy.threshold:
         score = 92
-    elif burst >= 10:
+    elif burst >= policy.threshold:
         score = 82
-    elif burst >= 5:
+    elif 2 * burst >= policy.threshold:
         score = 65
     else:
         status = _field(raw, "Status", "FailureCode").lower()
@@ -375,9 +375,9 @@ def _service_installed(event, raw) -> Analysis:
 
 def _directory_access(event, raw) -> Analysis:
     properties = _field(raw, "Properties").lower()
-    rights = [label for guid, label in DCSYNC_GUIDS.items() if guid in properties]
+    rights = replication_rights(properties)
     who = _who(raw, "SubjectUserName")
-    if rights and not who.endswith("$"):
+    if rights and not is_machine_account(who):
         return Analysis(
             95,
             "credential_access",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.engine import invalidate_config
-from alerts.detection.sigma import load_rules
+from alerts.detection.sigma import SKIPPED, RuleFilter, load_rules, refusal_reason
 
 
 class Command(BaseCommand):
@@ -31,7 +33,7 @@ class Command(BaseCommand):
         directory = dir or settings.SIGMA_RULES_DIR
         if not directory:
             raise CommandError("No rules directory: set SIGMA_RULES_DIR or pass --dir")
-        ruleset = load_rules(directory)
+        ruleset = load_rules(directory, RuleFilter.from_settings())
         if not no_save:
             sync_sigma_rules(ruleset)
             invalidate_config()
@@ -47,7 +49,11 @@ class Command(BaseCommand):
             if entry.error:
                 self.stdout.write(f"         reason: {entry.error}")
         loaded = len(ruleset.rules) + len(ruleset.correlations)
+        skipped = [entry for entry in refused if entry.error.startswith(SKIPPED)]
         self.stdout.write(
-            f"{loaded} loaded ({len(ruleset.correlations)} correlation), {len(refused)} refused, "
+            f"{loaded} loaded ({len(ruleset.correlations)} correlation), "
+            f"{len(refused) - len(skipped)} refused, {len(skipped)} skipped by setting, "
             f"{len(disabled & {e.rule_id for e in ruleset.entries})} disabled, from {directory}"
         )
+        for reason, count in Counter(refusal_reason(e.error) for e in refused).most_common():
+            self.stdout.write(f"{count:6}  {reason}")
