@@ -106,6 +106,28 @@ def test_a_write_owes_each_step_in_its_own_transaction_and_the_fast_path_pays_it
 
 
 @pytest.mark.django_db
+def test_the_fast_path_settles_a_batch_in_one_commit(django_capture_on_commit_callbacks):
+    """Every commit is a disk flush: the broadcast's row goes with detection's commit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        create_events(items(3))
+    with CaptureQueriesContext(connection) as queries:
+        for callback in callbacks:
+            callback()
+    sql = [q["sql"] for q in queries]
+    deletes = [n for n, text in enumerate(sql) if text.startswith("DELETE")]
+    # Both rows (detection's, then the broadcast's) inside detection's atomic block (here a
+    # savepoint of the test's transaction; in production the block is the transaction).
+    assert len(deletes) == 2
+    opened = max(n for n, text in enumerate(sql[: deletes[0]]) if text.startswith("SAVEPOINT"))
+    released = min(n for n, text in enumerate(sql) if n > deletes[1] and "RELEASE" in text)
+    assert opened < deletes[0] < deletes[1] < released
+    assert PipelineItem.objects.count() == 0
+
+
+@pytest.mark.django_db
 def test_a_rolled_back_write_owes_nothing(broadcasts, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
         with transaction.atomic():
