@@ -18,7 +18,7 @@ Because Redis runs the script atomically, publish order equals `seq` order on ev
 
 Publishing once: a caller that may publish the same messages again (the events pipeline's
 relay, after a process died between publishing and recording it) passes a `key`; each script
-call then first sets `<prefix>:rt:once:<key>:<chunk>` (SET NX, REALTIME_ONCE_TTL_SEC) and
+call then first sets `<prefix>:rt:once:<key>:<chunk>` (SET NX, 24 hours: ONCE_TTL_SEC) and
 publishes nothing if it was already there. Atomic with the publish, so a chunk goes out exactly
 once while Redis keeps its data (after a data loss, resuming clients are told to resync anyway).
 """

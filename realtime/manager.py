@@ -197,6 +197,8 @@ class ConnectionManager:
                 from realtime import history
 
                 history.publish(sends, key=key)
+            elif strict:
+                async_to_sync(self._send_layer)(sends)  # raises: the caller keeps the work
             else:
                 async_to_sync(self._send)(sends)
         except (redis.RedisError, OSError) as exc:

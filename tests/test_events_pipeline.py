@@ -8,6 +8,7 @@ Caller: `agent` — an enrolled agent for host WS-001. Real Redis (this run's ke
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
@@ -102,6 +103,28 @@ def test_a_write_owes_each_step_in_its_own_transaction_and_the_fast_path_pays_it
     assert [m["data"]["event_id"] for m in sent] == ids
     for message in sent:
         jsonschema.validate(message, MESSAGE_SCHEMA)
+
+
+@pytest.mark.django_db
+def test_the_fast_path_settles_a_batch_in_one_commit(django_capture_on_commit_callbacks):
+    """Every commit is a disk flush: the broadcast's row goes with detection's commit."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        create_events(items(3))
+    with CaptureQueriesContext(connection) as queries:
+        for callback in callbacks:
+            callback()
+    sql = [q["sql"] for q in queries]
+    deletes = [n for n, text in enumerate(sql) if text.startswith("DELETE")]
+    # Both rows (detection's, then the broadcast's) inside detection's atomic block (here a
+    # savepoint of the test's transaction; in production the block is the transaction).
+    assert len(deletes) == 2
+    opened = max(n for n, text in enumerate(sql[: deletes[0]]) if text.startswith("SAVEPOINT"))
+    released = min(n for n, text in enumerate(sql) if n > deletes[1] and "RELEASE" in text)
+    assert opened < deletes[0] < deletes[1] < released
+    assert PipelineItem.objects.count() == 0
 
 
 @pytest.mark.django_db
@@ -240,3 +263,60 @@ def test_publishing_the_same_events_twice_under_one_key_sends_them_once():
     assert client.xlen(log) - before == 150
     manager.send_events_now(created[:1], key="another-batch")
     assert client.xlen(log) - before == 151
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db
+def test_while_redis_is_down_detection_waits_in_the_outbox_and_counts_everything_after(
+    settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """A private redis-server (AOF) is killed: the events are stored, nothing is counted or
+    skipped; once it is back, the relay counts each failed logon once and publishes each event
+    once (the process's backlog and the relay race; the once-only key settles it)."""
+    import time
+
+    from tests.browser_support import free_port
+    from tests.test_realtime_redis_outage import REDIS_SERVER, PrivateRedis
+
+    if REDIS_SERVER is None:
+        pytest.skip("no redis-server binary")
+    server = PrivateRedis(free_port())
+    # Persistent, as production should run it: the windows survive the restart.
+    server.extra = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+    server.extra += ["--dir", str(tmp_path)]
+    server.start()
+    shared = settings.REDIS_URL
+    settings.REDIS_URL = server.url
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            create_events(items(5))  # counted: below the threshold, in the window
+        server.kill()
+        with django_capture_on_commit_callbacks(execute=True):
+            stored = create_events(items(20, first_second=5)).created
+        assert SecurityEvent.objects.count() == 25
+        assert brute_force_count() == 0
+        assert sorted(PipelineItem.objects.values_list("step", flat=True)) == [
+            "alerts.detection",
+            "events.broadcast",
+        ]
+
+        server.start()
+        deadline = time.monotonic() + 30
+        while PipelineItem.objects.exists() and time.monotonic() < deadline:
+            expire_leases()
+            with django_capture_on_commit_callbacks(execute=True):
+                pipeline.drain()
+            time.sleep(0.5)
+        assert not PipelineItem.objects.exists()
+        assert brute_force_count() == 25
+        client = redis.Redis.from_url(server.url)
+        published = [
+            json.loads(fields[b"m"])["data"]["event_id"]
+            for _, fields in client.xrange(history.log_key("events"))
+        ]
+        # The 5 before the outage and the 20 during it, each once.
+        assert sorted(published) == sorted(SecurityEvent.objects.values_list("pk", flat=True))
+        assert {e.pk for e in stored} <= set(published)
+    finally:
+        server.kill()
+        settings.REDIS_URL = shared

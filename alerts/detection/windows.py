@@ -196,20 +196,22 @@ class WindowStore:
                     token or "",
                 ]
             args += [f"{event_id}|{value}", repr(ts), value]
-        pipe = self.client.pipeline(transaction=False)
-        for (rule_id, group), args in groups.items():
-            key = self.key(rule_id, group)
-            done = f"{key}:done:{token}" if token else key + ":done"
-            self._script(
-                keys=[key + ":all", key + ":pending", key + ":values", done],
-                args=args,
-                client=pipe,
-            )
-        try:
-            replies = pipe.execute()
-        except redis.RedisError:
-            self._down_until = time.monotonic() + self.RETRY_AFTER_SEC
-            raise
+        # Without a token a resend could lose the events a lost reply reported: send once.
+        attempts = 2 if token else 1
+        for attempt in range(attempts):
+            try:
+                replies = self._send(groups, token)
+                break
+            except redis.ConnectionError:
+                # After a Redis restart the first command on a pooled connection finds it
+                # closed; with a token the update is idempotent and may be sent again.
+                if attempt + 1 < attempts:
+                    continue
+                self._down_until = time.monotonic() + self.RETRY_AFTER_SEC
+                raise
+            except redis.RedisError:
+                self._down_until = time.monotonic() + self.RETRY_AFTER_SEC
+                raise
         hits = {}
         for name, reply in zip(groups, replies, strict=True):
             pairs = [m.decode() if isinstance(m, bytes) else m for m in reply[1:]]
@@ -221,3 +223,16 @@ class WindowStore:
                 max(scores) if scores else None,
             )
         return hits
+
+    def _send(self, groups: dict, token: str | None) -> list:
+        """One pipeline of one script call per (rule, group)."""
+        pipe = self.client.pipeline(transaction=False)
+        for (rule_id, group), args in groups.items():
+            key = self.key(rule_id, group)
+            done = f"{key}:done:{token}" if token else key + ":done"
+            self._script(
+                keys=[key + ":all", key + ":pending", key + ":values", done],
+                args=args,
+                client=pipe,
+            )
+        return pipe.execute()
