@@ -135,6 +135,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "siem.api_common.chunked_body_length_middleware",
+    "siem.errors.DatabaseUnavailableMiddleware",  # a database outage: JSON 503 + Retry-After
 ]
 
 ROOT_URLCONF = "siem.urls"
