@@ -17,6 +17,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 
 from accounts.tokens import InvalidToken, validate_access_token
+from siem.client_address import scope_client_ip
 
 logger = logging.getLogger("realtime")
 
@@ -91,11 +92,18 @@ class QueryTokenAuthMiddleware:
             except InvalidToken as exc:
                 # The reason is safe to log (it never contains the token); clients see only
                 # "Invalid token".
-                logger.info("WebSocket %s refused: %s", "token" if raw else "ticket", exc)
+                logger.info(
+                    "WebSocket %s refused from %s: %s",
+                    "token" if raw else "ticket",
+                    scope_client_ip(scope),
+                    exc,
+                )
                 scope["auth_error"] = INVALID_TOKEN
             except NoRole as exc:
                 # Refused before the consumer subscribes or replays anything (close 4003).
-                logger.warning("WebSocket refused: user %s has no role", exc)
+                logger.warning(
+                    "WebSocket refused from %s: user %s has no role", scope_client_ip(scope), exc
+                )
                 scope["auth_error"] = PERMISSION_DENIED
         return await self.app(scope, receive, send)
 
@@ -128,7 +136,11 @@ class OriginCheckMiddleware:
             if origins:
                 origin = origins[-1].decode("latin-1")
                 if not origin_allowed(origin):
-                    logger.warning("WebSocket handshake refused: origin %r not allowed", origin)
+                    logger.warning(
+                        "WebSocket handshake refused from %s: origin %r not allowed",
+                        scope_client_ip(scope),
+                        origin,
+                    )
                     await receive()  # websocket.connect
                     await send({"type": "websocket.close", "code": 1008})
                     return
