@@ -96,3 +96,19 @@ def test_a_normal_record_carries_no_truncation_flag(agent):
     response = agent.client.post(EVENTS, [flat_record(TargetUserName="bob")], format="json")
     assert response.status_code == 201
     assert TRUNCATED_KEY not in SecurityEvent.objects.get().raw
+
+
+def test_linking_an_id_beyond_64_bits_is_a_400_not_a_500(db, admin_user):
+    """Found by schemathesis (docs/security.md, "Fuzzing")."""
+    client = bearer_client(admin_user)
+    huge = 509135612102181679976677376
+    incident = client.post(
+        "/api/v1/incidents/", {"title": "x", "severity": 3, "alert_ids": [huge]}, format="json"
+    )
+    alert = client.post(
+        "/api/v1/alerts/",
+        {"title": "x", "severity": 3, "category": "t", "hostname": "", "event_ids": [huge]},
+        format="json",
+    )
+    assert (incident.status_code, alert.status_code) == (400, 400)
+    assert "alert_ids" in incident.json() and "event_ids" in alert.json()
