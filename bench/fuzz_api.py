@@ -80,7 +80,7 @@ def main() -> int:
         ]
         print(
             "$",
-            " ".join(c if "Bearer" not in c else "-H 'Authorization: Bearer …'" for c in command),
+            " ".join(c if "Bearer" not in c else "'Authorization: Bearer …'" for c in command),
         )
         print(f"load average: {os.getloadavg()}")
         done = subprocess.run(command, cwd=ROOT, check=False)  # noqa: S603

@@ -21,7 +21,8 @@ from realtime.messages import CHANNELS
 from tests.browser_support import PASSWORD, LiveServer
 from tests.ws_helpers import check
 
-pytestmark = pytest.mark.e2e
+# Set-up (migrate, users, daphne) alone can pass 2 minutes on the shared, loaded machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 ENROLLMENT_KEY = "trust-test-enrollment-key-" + "x" * 24
 LOGIN_LIMIT = 5
