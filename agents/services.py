@@ -39,13 +39,7 @@ def register_agent(
             registered_at=now,
             token_hash=hash_agent_token(token),
         )
-        audit.record(
-            "agent.enrolled",
-            actor=actor,
-            target=agent,
-            details={"hostname": hostname, "re_enrolled": False},
-            ip_address=_ip_or_none(ip_address),
-        )
+        _audit_enrolled(agent, actor=actor, ip_address=ip_address, re_enrolled=False)
         get_connection_manager().broadcast_agent_status(agent, action="registered")
     logger.info("Agent %s registered for host %s", agent.agent_id, hostname)
     return agent, token
@@ -135,6 +129,16 @@ def delete_agent(agent: Agent, *, actor) -> None:
     logger.warning("Agent %s (%s) deleted by %s", agent.agent_id, agent.hostname, actor)
 
 
+def _audit_enrolled(agent: Agent, *, actor, ip_address: str | None, re_enrolled: bool) -> None:
+    audit.record(
+        "agent.enrolled",
+        actor=actor,
+        target=agent,
+        details={"hostname": agent.hostname, "re_enrolled": re_enrolled},
+        ip_address=_ip_or_none(ip_address),
+    )
+
+
 def _ip_or_none(value: str | None) -> str | None:
     try:
         return str(ip_address_of(value)) if value else None
@@ -190,13 +194,7 @@ def enroll_agent(
         known.save(
             update_fields=["token_hash", "ip_address", "os", "version", "status", "last_seen"]
         )
-        audit.record(
-            "agent.enrolled",
-            actor=actor,
-            target=known,
-            details={"hostname": hostname, "re_enrolled": True},
-            ip_address=_ip_or_none(ip_address),
-        )
+        _audit_enrolled(known, actor=actor, ip_address=ip_address, re_enrolled=True)
         get_connection_manager().broadcast_agent_status(known, action="registered")
     logger.warning(
         "Agent %s re-enrolled for host %s: its previous token no longer works",

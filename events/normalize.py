@@ -372,7 +372,10 @@ def _timestamp(value: Any) -> Any:
     text = value.strip()
     match = _MS_DATE.match(text)
     if match:  # PowerShell 5.1 ConvertTo-Json: /Date(1466611200000)/, milliseconds since 1970 UTC
-        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(match.group(1)))
+        try:
+            return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(match.group(1)))
+        except OverflowError:
+            return value  # beyond year 9999: validation refuses it, naming the record
     if text.endswith(" UTC"):  # the evtx parser's record timestamp: "2016-06-29T15:24:34.346Z UTC"
         text = text[:-4]
     parsed = parse_datetime(text)
@@ -441,6 +444,33 @@ def _first(record: dict[str, Any], names: tuple[str, ...]) -> str:
         if isinstance(value, str) and value.strip() not in _BLANK:
             return value.strip()
     return ""
+
+
+# Where a stored copy of a record says what the server did to it (never a Windows field name).
+TRUNCATED_KEY = "_siem_truncated"
+_COLUMN_LIMITS = {"user_name": 255, "source_ip": 64}
+
+
+def _searchable(item: dict[str, Any], fields: dict[str, Any], *, keep: bool = False) -> None:
+    """Set `user_name` and `source_ip` from the record's fields, cut to their columns' sizes.
+
+    A longer value is never cut silently: the full value stays in `raw` (the record as sent)
+    and `raw["_siem_truncated"]` names each cut column with the original length, so a hunt by
+    the raw field (`TargetUserName:...`) still finds it and an analyst sees the column is short.
+    With `keep`, values the caller already gave are left alone (API events).
+    """
+    cut: dict[str, int] = {}
+    for column, names in (("user_name", _USER_FIELDS), ("source_ip", _IP_FIELDS)):
+        if keep and column in item:
+            continue
+        value = _first(fields, names)
+        limit = _COLUMN_LIMITS[column]
+        if len(value) > limit:
+            cut[column] = len(value)
+        item[column] = value[:limit]
+    raw = item.get("raw")
+    if cut and isinstance(raw, dict):
+        item["raw"] = {**raw, TRUNCATED_KEY: cut}
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -708,11 +738,10 @@ def _from_windows(record: dict[str, Any]) -> dict[str, Any]:
         "severity": severity,
         "message": message,
         "source_type": _source_type(fields)[:100],
-        "user_name": _first(fields, _USER_FIELDS)[:255],
-        "source_ip": _first(fields, _IP_FIELDS)[:64],
         "agent_record_id": fields.get("EventRecordID"),
         "raw": record,
     }
+    _searchable(item, fields)
     if item["timestamp"] is None:
         del item["timestamp"]  # no event time recorded: the server's receive time stands in
     return item
@@ -727,9 +756,7 @@ def _from_api(record: dict[str, Any]) -> dict[str, Any]:
     raw = item.get("raw")
     if isinstance(raw, dict) and ("user_name" not in item or "source_ip" not in item):
         # An API event carrying a Windows record in `raw`: take the searchable fields from it.
-        fields = event_fields(raw)
-        item.setdefault("user_name", _first(fields, _USER_FIELDS)[:255])
-        item.setdefault("source_ip", _first(fields, _IP_FIELDS)[:64])
+        _searchable(item, event_fields(raw), keep=True)
     return item
 
 

@@ -34,6 +34,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 
 from accounts.tokens import InvalidToken
+from siem.client_address import scope_client_ip
 
 logger = logging.getLogger("realtime")
 
@@ -278,12 +279,21 @@ class QueryTokenAuthMiddleware:
             except InvalidToken as exc:
                 # The reason is safe to log (it never contains the token); clients see only
                 # "Invalid token".
-                logger.info("WebSocket %s refused: %s", "token" if raw else "ticket", exc)
+                logger.info(
+                    "WebSocket %s refused from %s: %s",
+                    "token" if raw else "ticket",
+                    scope_client_ip(scope),
+                    exc,
+                )
                 scope["auth_error"] = INVALID_TOKEN
             else:
                 if identity.role is None:
                     # Refused before the consumer subscribes or replays anything (close 4003).
-                    logger.warning("WebSocket refused: user %s has no role", identity.username)
+                    logger.warning(
+                        "WebSocket refused from %s: user %s has no role",
+                        scope_client_ip(scope),
+                        identity.username,
+                    )
                     scope["auth_error"] = PERMISSION_DENIED
                 scope["token_identity"] = identity
                 scope["role"] = identity.role
@@ -319,7 +329,11 @@ class OriginCheckMiddleware:
             if origins:
                 origin = origins[-1].decode("latin-1")
                 if not origin_allowed(origin):
-                    logger.warning("WebSocket handshake refused: origin %r not allowed", origin)
+                    logger.warning(
+                        "WebSocket handshake refused from %s: origin %r not allowed",
+                        scope_client_ip(scope),
+                        origin,
+                    )
                     await receive()  # websocket.connect
                     await send({"type": "websocket.close", "code": 1008})
                     return

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from accounts.models import Session
 from accounts.tokens import InvalidToken, TokenIdentity
-from realtime import presence
+from siem import redis as siem_redis
 
 DEFAULT_TTL_SEC = 30
 
@@ -36,7 +36,7 @@ def issue_ticket(*, user, jti: str) -> tuple[str, int]:
     """A fresh single-use ticket for the session `jti` of `user`; (ticket, lifetime)."""
     ticket = "wst_" + secrets.token_urlsafe(32)
     ttl = ttl_seconds()
-    presence._client().set(_key(ticket), json.dumps({"jti": str(jti), "user_id": user.pk}), ex=ttl)
+    siem_redis.client().set(_key(ticket), json.dumps({"jti": str(jti), "user_id": user.pk}), ex=ttl)
     return ticket, ttl
 
 
@@ -45,7 +45,7 @@ def redeem_ticket(ticket: str) -> TokenIdentity:
     or if its session or user is no longer active (sync: call through a thread)."""
     if not ticket or len(ticket) > 200:
         raise InvalidToken("malformed ticket")
-    raw = presence._client().getdel(_key(ticket))
+    raw = siem_redis.client().getdel(_key(ticket))
     if raw is None:
         raise InvalidToken("ticket unknown, already used or expired")
     claims = json.loads(raw)

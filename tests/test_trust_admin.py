@@ -28,6 +28,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(admin_user, analyst, viewer):
+    """The three named users, each allowed into the admin site (staff, not superuser)."""
     for user in (admin_user, analyst, viewer):
         user.is_staff = True
         user.save()

@@ -8,6 +8,7 @@ browser_support; `norole` — a user in no role group.
 from __future__ import annotations
 
 import json
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 
@@ -20,7 +21,8 @@ from realtime.messages import CHANNELS
 from tests.browser_support import PASSWORD, LiveServer
 from tests.ws_helpers import check
 
-pytestmark = pytest.mark.e2e
+# Set-up (migrate, users, daphne) alone can pass 2 minutes on the shared, loaded machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 ENROLLMENT_KEY = "trust-test-enrollment-key-" + "x" * 24
 LOGIN_LIMIT = 5
@@ -45,10 +47,20 @@ def server():
             "from django.contrib.auth.models import User\n"
             f"User.objects.create_user('norole', password={PASSWORD!r}, is_staff=True)\n"
         )
-        live.start()
+        start(live)
         yield live
     finally:
         live.cleanup()
+
+
+def start(live: LiveServer) -> None:
+    """Start daphne, waiting longer than the browser tests do: the machine is shared."""
+    try:
+        live.start()
+    except RuntimeError:
+        if live.process is None or live.process.poll() is not None:
+            raise
+        live.wait_ready(timeout=120)
 
 
 def ws_url(server: LiveServer, path: str) -> str:
@@ -154,3 +166,25 @@ def test_a_4_mb_frame_is_answered_with_close_1009(server):
 
 def test_invalid_utf8_text_is_answered_with_close_1007(server):
     assert _close_code_after(server, lambda ws: ws.send(b"\xff\xfe ping", text=True)) == 1007
+
+
+def test_a_database_outage_is_a_json_503_with_retry_after_not_an_html_500(tmp_path):
+    """A real daphne whose PostgreSQL is unreachable (nothing listens on the port)."""
+    live = LiveServer(workdir=tmp_path)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    live.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{dead_port}/nothing"
+    try:
+        start(live)
+        response = httpx.post(
+            f"{live.url}/api/v1/auth/login",
+            json={"username": "admin", "password": PASSWORD},
+            timeout=30,
+        )
+        assert response.status_code == 503, response.text[:500]
+        assert response.headers["content-type"].startswith("application/json")
+        assert int(response.headers["Retry-After"]) > 0
+        assert response.json()["code"] == "database_unavailable"
+    finally:
+        live.cleanup()
