@@ -293,7 +293,7 @@ function eventRows(event) {
   const row = h(
     'tr',
     { class: `event-row sev-${sev}`, tabindex: '0', 'aria-expanded': 'false', dataset: { eventId: event.event_id } },
-    h('td', { class: 'mono', text: event.timestamp.slice(0, 19).replace('T', ' ') }),
+    h('td', { class: 'mono', text: event.timestamp.slice(5, 19).replace('T', ' '), title: event.timestamp }),
     h('td', {}, h('span', { class: 'sev-badge', text: sev })),
     h('td', { class: 'strong' }, cell('computer')),
     h('td', { class: 'mono', text: event.event_code }),
