@@ -5,24 +5,13 @@ import { MINUTE_MS, RateChart } from './chart.js';
 import { $, formatClock, parseTime, toast } from './dom.js';
 import { AgentList, AlertFeed, Counters, EventStream } from './feeds.js';
 import { LiveConnection } from './live.js';
+import { bindSignin, session, showSignin } from './signin.js';
 
 const API_BASE = document.body.dataset.apiBase;
 const WS_PATH = document.body.dataset.wsPath;
-const TOKEN_KEY = 'siem.token';
 const TRIAGE_ROLES = new Set(['admin', 'analyst']);
 const DAY = 86400000;
 const HOUR = 3600000;
-
-// sessionStorage: the token lives as long as this tab, never in a cookie or on disk for long.
-const session = {
-  get token() {
-    return sessionStorage.getItem(TOKEN_KEY);
-  },
-  set token(value) {
-    if (value) sessionStorage.setItem(TOKEN_KEY, value);
-    else sessionStorage.removeItem(TOKEN_KEY);
-  },
-};
 
 const api = createApi({
   base: API_BASE,
@@ -48,48 +37,7 @@ const agents = new AgentList($('agent-list'), { emptyEl: $('agents-empty'), note
 let live = null;
 
 // --- sign-in -----------------------------------------------------------------------------------
-function showSignin(message = '') {
-  $('app').hidden = true;
-  $('signin').hidden = false;
-  const error = $('signin-error');
-  error.textContent = message;
-  error.hidden = !message;
-  $('signin-password').value = '';
-  ($('signin-username').value ? $('signin-password') : $('signin-username')).focus();
-}
-
-$('signin-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const username = $('signin-username').value.trim();
-  const password = $('signin-password').value;
-  if (!username || !password) {
-    showSignin('Enter your user name and password.');
-    return;
-  }
-  const button = $('signin-submit');
-  button.disabled = true;
-  button.textContent = 'Signing in…';
-  try {
-    const answer = await api.post('/auth/login', { username, password });
-    session.token = answer.access_token;
-    await startDashboard();
-  } catch (err) {
-    session.token = null;
-    showSignin(err.status === 401 ? 'Wrong user name or password.' : `Sign-in failed: ${err.message}`);
-  } finally {
-    button.disabled = false;
-    button.textContent = 'Sign in';
-  }
-});
-
-$('signout').addEventListener('click', async () => {
-  try {
-    await api.post('/auth/logout');
-  } catch {
-    // Signing out locally is what matters; a server that cannot be reached expires the token.
-  }
-  signOutLocally('');
-});
+bindSignin({ api, start: () => startDashboard(), signOutLocally });
 
 function signOutLocally(message) {
   if (live) live.stop();
