@@ -69,8 +69,9 @@ def main() -> None:
             page.fill("#facet-field", "TargetUserName")
             page.dispatch_event("#facet-field", "change")
             expect(page.locator("#facets li").first).to_be_visible(timeout=30_000)
-            page.locator("#results tr.event-row").nth(1).click()
-            page.wait_for_timeout(500)
+            # The message cell: host, user and IP cells are links to other searches.
+            page.locator("#results tr.event-row").nth(1).locator("td.msg").click()
+            expect(page.locator("#results tr.event-detail:visible")).to_have_count(1)
             page.screenshot(path=args.out)
             browser.close()
     finally:

@@ -249,27 +249,30 @@ def parse(text: str):
 
 
 # --- SQL --------------------------------------------------------------------------------------
-class Like(Lookup):
+class _Plain(Lookup):
+    """`lhs <operator> rhs` exactly as written, with no JSON-aware rewriting of either side
+    (Django's own lookups on a JSON key would read the value as a JSON document on SQLite)."""
+
+    prepare_rhs = False
+    sql = ""
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return self.sql.format(lhs=lhs, rhs=rhs), (*lhs_params, *rhs_params)
+
+
+class Like(_Plain):
     """`lhs LIKE pattern ESCAPE '\\'`: one spelling that PostgreSQL, SQLite and SQL Server
-    read alike (patterns come from `like_pattern`, which escapes `\\ % _ [`)."""
+    read alike (patterns are built by `_pattern`, which escapes `\\ % _ [`)."""
 
     lookup_name = "siem_like"
-    prepare_rhs = False
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} LIKE {rhs} ESCAPE '\\'", (*lhs_params, *rhs_params)
+    sql = "{lhs} LIKE {rhs} ESCAPE '\\'"
 
 
-class Equals(Lookup):
+class Equals(_Plain):
     lookup_name = "siem_equals"
-    prepare_rhs = False
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} = {rhs}", (*lhs_params, *rhs_params)
+    sql = "{lhs} = {rhs}"
 
 
 def _escape_like(text: str) -> str:

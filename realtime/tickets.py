@@ -66,7 +66,7 @@ async def aredeem_claims(ticket: str) -> dict:
     """
     if not ticket or len(ticket) > 200:
         raise InvalidToken("malformed ticket")
-    raw = await presence._aclient().getdel(_key(ticket))
+    raw = await siem_redis.aclient().getdel(_key(ticket))
     if raw is None:
         raise InvalidToken("ticket unknown, already used or expired")
     return json.loads(raw)

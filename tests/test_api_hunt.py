@@ -476,3 +476,36 @@ def test_a_utc_timestamp_helper_is_iso():
     from events.hunting import iso
 
     assert iso(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00Z"
+
+
+def test_agent_names_the_shipping_agents_host(clients):
+    from agents.services import register_agent
+
+    agent, _token = register_agent(hostname="Sensor-07")
+    shipped = create_events([dict(DATA[0][1])], agent=agent).created[0]
+    create_events([dict(DATA[1][1])])
+    for q in ("agent:sensor-07", "agent:SENSOR-*", "agent:*"):
+        answer = clients["viewer"].get("/api/v1/events/", {"q": q})
+        assert [row["event_id"] for row in answer.json()["results"]] == [shipped.event_id], q
+    answer = clients["viewer"].get("/api/v1/events/", {"q": "NOT agent:sensor-07"})
+    assert shipped.event_id not in {row["event_id"] for row in answer.json()["results"]}
+    assert answer.json()["count"] == 1
+
+
+def test_the_migration_fills_the_search_text_of_events_stored_before_it(events):
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    from events.models import SecurityEvent
+
+    SecurityEvent.objects.update(search_text="")
+    migration = importlib.import_module("events.migrations.0003_hunting_backfill_and_trigram_index")
+    # The data step only asks the schema editor for its connection.
+    migration.backfill(apps, SimpleNamespace(connection=connection))
+    event = SecurityEvent.objects.get(pk=events["mimikatz_process"])
+    assert "\ncorp\n" in event.search_text
+    assert "\nc:\\tools\\mimikatz.exe sekurlsa::logonpasswords\n" in event.search_text
+    assert not SecurityEvent.objects.filter(search_text="").exists()

@@ -6,25 +6,15 @@ import { createApi, listOf } from './api.js';
 import { Histogram } from './histogram.js';
 import { $, formatNumber, h, severityName, toast } from './dom.js';
 import { LiveConnection } from './live.js';
+import { bindSignin, session, showSignin } from './signin.js';
 
 const API_BASE = document.body.dataset.apiBase;
 const WS_PATH = document.body.dataset.wsPath;
-const TOKEN_KEY = 'siem.token';
 const PRESETS = { '15m': 15 * 60e3, '1h': 3600e3, '24h': 24 * 3600e3, '7d': 7 * 24 * 3600e3 };
 const PAGE_SIZE = 100;
 const LINK_FIELDS = { computer: 'computer', user_name: 'user_name', source_ip: 'source_ip' };
 // Raw fields that name a host, a user or an address: their values link to a search too.
 const RAW_LINKS = /^(Computer|WorkstationName|Workstation|TargetUserName|SubjectUserName|User|AccountName|IpAddress|SourceAddress|DestAddress|SourceIp|DestinationIp|ClientAddress)$/;
-
-const session = {
-  get token() {
-    return sessionStorage.getItem(TOKEN_KEY);
-  },
-  set token(value) {
-    if (value) sessionStorage.setItem(TOKEN_KEY, value);
-    else sessionStorage.removeItem(TOKEN_KEY);
-  },
-};
 
 const api = createApi({
   base: API_BASE,
@@ -43,46 +33,8 @@ const histogram = new Histogram($('histogram'), {
   },
 });
 
-// --- sign-in (same token and flow as the dashboard) ---------------------------------------------
-function showSignin(message = '') {
-  $('app').hidden = true;
-  $('signin').hidden = false;
-  const error = $('signin-error');
-  error.textContent = message;
-  error.hidden = !message;
-  $('signin-password').value = '';
-  ($('signin-username').value ? $('signin-password') : $('signin-username')).focus();
-}
-
-$('signin-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const username = $('signin-username').value.trim();
-  const password = $('signin-password').value;
-  if (!username || !password) {
-    showSignin('Enter your user name and password.');
-    return;
-  }
-  $('signin-submit').disabled = true;
-  try {
-    const answer = await api.post('/auth/login', { username, password });
-    session.token = answer.access_token;
-    await startPage();
-  } catch (err) {
-    session.token = null;
-    showSignin(err.status === 401 ? 'Wrong user name or password.' : `Sign-in failed: ${err.message}`);
-  } finally {
-    $('signin-submit').disabled = false;
-  }
-});
-
-$('signout').addEventListener('click', async () => {
-  try {
-    await api.post('/auth/logout');
-  } catch {
-    // Signing out locally is what matters.
-  }
-  signOutLocally('');
-});
+// --- sign-in (signin.js, as the dashboard) -----------------------------------------------------
+bindSignin({ api, start: () => startPage(), signOutLocally });
 
 function signOutLocally(message) {
   stopTail();
@@ -293,7 +245,7 @@ function eventRows(event) {
   const row = h(
     'tr',
     { class: `event-row sev-${sev}`, tabindex: '0', 'aria-expanded': 'false', dataset: { eventId: event.event_id } },
-    h('td', { class: 'mono', text: event.timestamp.slice(0, 19).replace('T', ' ') }),
+    h('td', { class: 'mono', text: event.timestamp.slice(5, 19).replace('T', ' '), title: event.timestamp }),
     h('td', {}, h('span', { class: 'sev-badge', text: sev })),
     h('td', { class: 'strong' }, cell('computer')),
     h('td', { class: 'mono', text: event.event_code }),
