@@ -2,8 +2,8 @@
 
 Flow of one alert (numbers are where the code is):
 1. `alerts.services.create_alert` schedules `on_alert_created(alert_id)` with
-   `transaction.on_commit`; it costs the write path one indexed query, and a Celery publish only
-   when some enabled integration could match.
+   `transaction.on_commit`; it costs the write path two small queries, a Redis INCR per
+   matching integration (the flood count) and at most one Celery publish.
 2. The `route` task (`route()`) builds the message once — the webhook body with the same `data`
    as the WebSocket message, and the facts chat and e-mail show — and, per matching integration
    under that integration's row lock, either records a pending first attempt or, past
@@ -189,9 +189,10 @@ def send_test(integration: Integration, *, actor) -> Delivery:
 def on_alert_created(alert_id: int) -> None:
     """Post-commit hook of `alerts.services.create_alert` (repeats never come here).
 
-    In a flood, an alert that only a digest will carry needs no task of its own: when every
-    matching integration is past its rate limit and has its digest booked for this window,
-    nothing is queued, and the digest finds the alert in the alerts table (`flush_digest`).
+    In a flood, an alert that only a digest will carry needs no task of its own: once every
+    matching integration has had INTEGRATION_RATE_PER_MIN + 1 alerts queued in this window,
+    nothing is queued, and the window's digest (booked here by the first alert past the
+    limit) finds the alert in the alerts table (`flush_digest`).
     """
     try:
         if _alert_needs_routing(alert_id):
@@ -223,11 +224,17 @@ def _alert_needs_routing(alert_id: int) -> bool:
     if not matching:
         return False
     limit = settings.INTEGRATION_RATE_PER_MIN + 1
-    return any(count <= limit for count in _count_admissions(matching))
+    now = timezone.now()
+    start_ts, _start, end = _window(now)
+    counts = _count_admissions(matching, start_ts)
+    for (pk, _created_at), count in zip(matching, counts, strict=False):
+        if count == limit:  # exactly one alert per window and integration sees this count
+            countdown = (end - now).total_seconds() + 1
+            _enqueue("send_digest", [pk, start_ts], countdown=countdown)
+    return any(count <= limit for count in counts)
 
 
-def _count_admissions(integrations: list[tuple[int, datetime]]) -> list[int]:
-    start_ts, _start, _end = _window(timezone.now())
+def _count_admissions(integrations: list[tuple[int, datetime]], start_ts: int) -> list[int]:
     ttl = 2 * settings.INTEGRATION_RATE_WINDOW_SEC
     try:
         pipe = _redis().pipeline(transaction=False)
@@ -240,7 +247,7 @@ def _count_admissions(integrations: list[tuple[int, datetime]]) -> list[int]:
     except redis.RedisError as exc:
         # Fail open: the route task counts exactly in the database anyway.
         logger.warning("Integrations rate counter unavailable (%r); routing every alert", exc)
-        return [0]
+        return [0] * len(integrations)
 
 
 _redis_clients: dict[str, redis.Redis] = {}
