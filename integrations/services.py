@@ -2,8 +2,8 @@
 
 Flow of one alert (numbers are where the code is):
 1. `alerts.services.create_alert` schedules `on_alert_created(alert_id)` with
-   `transaction.on_commit`; it costs the write path one indexed query, and a Celery publish only
-   when some enabled integration could match.
+   `transaction.on_commit`; it costs the write path two small queries, a Redis INCR per
+   matching integration (the flood count) and at most one Celery publish.
 2. The `route` task (`route()`) builds the message once — the webhook body with the same `data`
    as the WebSocket message, and the facts chat and e-mail show — and, per matching integration
    under that integration's row lock, either records a pending first attempt or, past
@@ -25,11 +25,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from integrations import messages, senders
@@ -188,9 +189,10 @@ def send_test(integration: Integration, *, actor) -> Delivery:
 def on_alert_created(alert_id: int) -> None:
     """Post-commit hook of `alerts.services.create_alert` (repeats never come here).
 
-    In a flood, an alert that only a digest will carry needs no task of its own: when every
-    matching integration is past its rate limit and has its digest booked for this window,
-    nothing is queued, and the digest finds the alert in the alerts table (`flush_digest`).
+    In a flood, an alert that only a digest will carry needs no task of its own: once every
+    matching integration has had INTEGRATION_RATE_PER_MIN + 1 alerts queued in this window,
+    nothing is queued, and the window's digest (booked here by the first alert past the
+    limit) finds the alert in the alerts table (`flush_digest`).
     """
     try:
         if _alert_needs_routing(alert_id):
@@ -200,28 +202,62 @@ def on_alert_created(alert_id: int) -> None:
 
 
 def _alert_needs_routing(alert_id: int) -> bool:
+    """True if a matching integration still takes this alert individually in this window, or
+    it is the one past the limit whose route books the digest.
+
+    Counted in Redis as the alerts are committed (INCR per integration and window), not from
+    the delivery log: when the worker lags behind a flood, the log lags too, and counting
+    there would queue a task for every alert of the flood.
+    """
     from alerts.models import Alert
 
     alert = Alert.objects.filter(pk=alert_id).values("severity", "category").first()
     if alert is None:
         return False
-    _start_ts, start, _end = _window(timezone.now())
-    window = Q(
-        deliveries__kind=MessageKind.ALERT,
-        deliveries__attempt=1,
-        deliveries__created_at__gte=start,
-    )
-    candidates = Integration.objects.filter(
-        enabled=True, min_severity__lte=alert["severity"]
-    ).annotate(
-        counted=Count("deliveries", filter=window & ~Q(deliveries__status=DeliveryStatus.DIGESTED)),
-        digested=Count("deliveries", filter=window & Q(deliveries__status=DeliveryStatus.DIGESTED)),
-    )
-    return any(
-        (not i.categories or alert["category"] in i.categories)
-        and (i.counted < settings.INTEGRATION_RATE_PER_MIN or not i.digested)
-        for i in candidates
-    )
+    matching = [
+        (pk, created_at)
+        for pk, created_at, categories in Integration.objects.filter(
+            enabled=True, min_severity__lte=alert["severity"]
+        ).values_list("pk", "created_at", "categories")
+        if not categories or alert["category"] in categories
+    ]
+    if not matching:
+        return False
+    limit = settings.INTEGRATION_RATE_PER_MIN + 1
+    now = timezone.now()
+    start_ts, _start, end = _window(now)
+    counts = _count_admissions(matching, start_ts)
+    for (pk, _created_at), count in zip(matching, counts, strict=False):
+        if count == limit:  # exactly one alert per window and integration sees this count
+            countdown = (end - now).total_seconds() + 1
+            _enqueue("send_digest", [pk, start_ts], countdown=countdown)
+    return any(count <= limit for count in counts)
+
+
+def _count_admissions(integrations: list[tuple[int, datetime]], start_ts: int) -> list[int]:
+    ttl = 2 * settings.INTEGRATION_RATE_WINDOW_SEC
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        for pk, created_at in integrations:
+            # created_at in the key: a re-created integration (same id) starts from zero.
+            key = f"{settings.REDIS_KEY_PREFIX}:integrations:{pk}:{created_at.timestamp():.6f}"
+            pipe.incr(f"{key}:{start_ts}")
+            pipe.expire(f"{key}:{start_ts}", ttl)
+        return pipe.execute()[0::2]
+    except redis.RedisError as exc:
+        # Fail open: the route task counts exactly in the database anyway.
+        logger.warning("Integrations rate counter unavailable (%r); routing every alert", exc)
+        return [0] * len(integrations)
+
+
+_redis_clients: dict[str, redis.Redis] = {}
+
+
+def _redis() -> redis.Redis:
+    url = settings.REDIS_URL
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return _redis_clients[url]
 
 
 def on_incident_created(incident_id: int) -> None:
