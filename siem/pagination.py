@@ -5,6 +5,8 @@
   filtered one) replaces any count above ESTIMATE_ABOVE rows. Other databases (SQLite for small
   installations, SQL Server) count exactly as before: a capped count would hide the last pages.
 - `EstimatedCountPaginator`: Django's paginator with that count (admin changelists).
+- `exact_search`: the admin search boxes of events and alerts, by exact values on indexed
+  columns instead of `icontains` over several (a scan of the table).
 - `EventPagination` (DRF): `?page=N` exactly as before (same keys `count`, `next`, `previous`,
   `results`; `count` from `fast_count`), plus `?cursor=` keyset pages, newest first, whose cost
   does not grow with the depth: `?cursor=` (empty) starts, each `next` carries the following
@@ -16,12 +18,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import operator
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, reduce
 
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
@@ -34,6 +37,8 @@ ESTIMATE_ABOVE = 10_000
 
 def fast_count(queryset: QuerySet) -> int:
     """Exact when small or not on PostgreSQL; the planner's estimate when large."""
+    if queryset.query.is_empty():  # `.none()`: no query at all
+        return 0
     connection = connections[queryset.db]
     if connection.vendor == "postgresql":
         estimate = _postgresql_estimate(queryset, connection)
@@ -63,6 +68,17 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         return fast_count(self.object_list)
+
+
+def exact_search(queryset: QuerySet, candidates: list[Q]) -> QuerySet | None:
+    """`queryset` narrowed to the candidate matches that match some row (one index probe
+    each), or None if none does. Usually one remains, and the newest rows then come straight
+    from its (column, time) index, instead of an OR that fetches every matching row to sort."""
+    manager = queryset.model._default_manager
+    present = [q for q in candidates if manager.filter(q).exists()]
+    if not present:
+        return None
+    return queryset.filter(reduce(operator.or_, present))
 
 
 class EventPagination(StandardPagination):
