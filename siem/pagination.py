@@ -2,7 +2,8 @@
 
 - `fast_count`: the exact `COUNT(*)` while it is cheap, else an estimate. On PostgreSQL the
   planner's estimate (`pg_class.reltuples` for the whole table, the plan's row estimate for a
-  filtered one) replaces any count above ESTIMATE_ABOVE rows. Other databases (SQLite for small
+  filtered one) replaces any count above ESTIMATE_ABOVE rows, and below it the count stops at
+  ESTIMATE_ABOVE + 1 rows in case the estimate was too low. Other databases (SQLite for small
   installations, SQL Server) count exactly as before: a capped count would hide the last pages.
 - `EstimatedCountPaginator`: Django's paginator with that count (admin changelists).
 - `exact_search`: the admin search boxes of events and alerts, by exact values on indexed
@@ -40,11 +41,16 @@ def fast_count(queryset: QuerySet) -> int:
     if queryset.query.is_empty():  # `.none()`: no query at all
         return 0
     connection = connections[queryset.db]
-    if connection.vendor == "postgresql":
-        estimate = _postgresql_estimate(queryset, connection)
-        if estimate > ESTIMATE_ABOVE:
-            return estimate
-    return queryset.count()
+    if connection.vendor != "postgresql":
+        return queryset.count()
+    estimate = _postgresql_estimate(queryset, connection)
+    if estimate > ESTIMATE_ABOVE:
+        return estimate
+    # The estimate can be far too low (rows inserted since the last ANALYZE, e.g. the last
+    # hour's): count at most ESTIMATE_ABOVE + 1 rows, so that a wrong estimate costs a bounded
+    # count, never a scan of millions.
+    counted = queryset.order_by()[: ESTIMATE_ABOVE + 1].count()
+    return counted if counted <= ESTIMATE_ABOVE else max(estimate, counted)
 
 
 def _postgresql_estimate(queryset: QuerySet, connection) -> int:

@@ -186,3 +186,15 @@ def test_admin_alerts_changelist_searches_hosts_exactly_then_titles(staff, term,
     response = changelist(staff, f"/admin/alerts/alert/?status__exact=new&q={term}")
 
     assert {a.title for a in response.context["cl"].result_list} == titles
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the planner's estimate")
+def test_a_too_low_estimate_costs_a_bounded_count(events, monkeypatch):
+    """Rows inserted since the last ANALYZE: the planner says 1, there are 23; the count stops
+    after ESTIMATE_ABOVE + 1 rows instead of counting them all."""
+    monkeypatch.setattr(pagination, "ESTIMATE_ABOVE", 5)
+    monkeypatch.setattr(pagination, "_postgresql_estimate", lambda queryset, connection: 1)
+
+    assert pagination.fast_count(SecurityEvent.objects.all()) == 6
+    assert pagination.fast_count(SecurityEvent.objects.filter(computer="WS-0")) == 6
+    assert pagination.fast_count(SecurityEvent.objects.filter(computer="WS-0", severity=1)) == 2
