@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Q
 
 from alerts import services
 from alerts.detection import admin as detection_admin  # noqa: F401 - registers rule pages
 from alerts.models import Alert, AlertActivity
 from siem.admin_common import ActivityInline, apply_to_each
-from siem.pagination import EstimatedCountPaginator
+from siem.pagination import EstimatedCountPaginator, exact_search
 
 
 class AlertActivityInline(ActivityInline):
@@ -34,7 +35,10 @@ class AlertAdmin(admin.ModelAdmin):
     # Filters from choices and the (small) users table only, no date hierarchy, estimated counts:
     # no SELECT DISTINCT or COUNT(*) over every alert on each view (docs/performance.md, "Scale").
     list_filter = ("status", "severity", "source", "assigned_to")
-    search_fields = ("title", "hostname", "=category", "=rule_id")
+    search_fields = ("title",)
+    search_help_text = (
+        "Exact host name, category or rule; #42 for alert 42; else words of the title."
+    )
     ordering = ("-created_at",)
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -106,6 +110,19 @@ class AlertAdmin(admin.ModelAdmin):
             "closed as false positive",
             lambda alert: services.resolve_alert(alert, actor=request.user, false_positive=True),
         )
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact values through indexes first (host, category, rule, `#id`); only a term that
+        is none of those searches titles (`icontains`, a scan of the alerts table)."""
+        term = search_term.strip()
+        if term.startswith("#") and term[1:].isdigit() and len(term) < 20:
+            return queryset.filter(alert_id=int(term[1:])), False
+        if term:
+            hosts = [Q(hostname=value) for value in dict.fromkeys([term, term.upper()])]
+            found = exact_search(queryset, [*hosts, Q(category=term), Q(rule_id=term)])
+            if found is not None:
+                return found, False
+        return super().get_search_results(request, queryset, search_term)
 
     def save_model(self, request, obj, form, change):
         """Writes from the admin go through the services so they are audited and broadcast."""

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db.models import Q
 
 from events.models import SecurityEvent
-from siem.pagination import EstimatedCountPaginator
+from siem.pagination import EstimatedCountPaginator, exact_search
 
 
 @admin.register(SecurityEvent)
@@ -29,8 +29,8 @@ class SecurityEventAdmin(admin.ModelAdmin):
     list_filter = ("severity", "ai_status")
     search_fields = ("computer", "user_name", "source_ip", "event_code")
     search_help_text = (
-        "Exact host name, user name, source IP, event code or event id (full-text search: the "
-        "events page)."
+        "Exact host name, user name, source IP or event code; #123 for event id 123 (full-text "
+        "search: the events page)."
     )
     ordering = ("-timestamp",)
     paginator = EstimatedCountPaginator
@@ -39,15 +39,23 @@ class SecurityEventAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         """Exact matches on indexed columns, instead of the admin's `icontains` over four
-        columns (a scan of every event): a host (as typed or upper-case, as Windows writes it),
-        a user name, a source IP, or, for a number, an event code or event id."""
+        columns (a scan of every event).
+
+        1. The term's candidate matches: a host (as typed or upper-case, as Windows writes
+           it), a user name, a source IP; a number is an event code, `#n` an event id.
+        2. Only those that match some event are used (`siem.pagination.exact_search`).
+        """
         term = search_term.strip()
         if not term:
             return queryset, False
-        match = Q(computer__in={term, term.upper()}) | Q(user_name=term) | Q(source_ip=term)
-        if term.isdigit() and len(term) < 19:
-            match |= Q(event_code=int(term)) | Q(event_id=int(term))
-        return queryset.filter(match), False
+        if term.startswith("#") and term[1:].isdigit() and len(term) < 20:
+            return queryset.filter(event_id=int(term[1:])), False
+        candidates = [Q(computer=value) for value in dict.fromkeys([term, term.upper()])]
+        candidates += [Q(user_name=term), Q(source_ip=term)]
+        if term.isdigit() and len(term) < 10:
+            candidates.append(Q(event_code=int(term)))
+        found = exact_search(queryset, candidates)
+        return (queryset.none() if found is None else found), False
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -70,6 +70,13 @@ class SecurityEvent(models.Model):
             models.Index(fields=["severity", "timestamp"], name="event_severity_ts_idx"),
             models.Index(fields=["ai_status", "event_id"], name="event_ai_queue_idx"),
             models.Index(fields=["ai_score", "timestamp"], name="event_ai_score_ts_idx"),
+            # `ai_score_min`, newest first, over the scored events only: the newest events are
+            # mostly not scored yet, and walking them all made that list take seconds.
+            models.Index(
+                fields=["timestamp"],
+                condition=Q(ai_score__isnull=False),
+                name="event_scored_ts_idx",
+            ),
             # The admin's exact search by user or source address (events/admin.py).
             models.Index(fields=["user_name", "timestamp"], name="event_user_ts_idx"),
             models.Index(fields=["source_ip", "timestamp"], name="event_source_ip_ts_idx"),

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import random
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from events import rollups
@@ -107,3 +108,37 @@ def test_rebuild_recomputes_the_minutes_from_the_events():
     call_command("rebuild_event_rollups", hours=48, stdout=io.StringIO())
 
     assert rollups.event_counts(now) == expected
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_into_the_same_minutes_count_exactly():
+    """Six writers at once, each batch spanning the same few minutes (same rows, shards and
+    lock order): no deadlock, no lost increment."""
+    now = timezone.now()
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        start.wait()
+        try:
+            for _ in range(5):
+                items = random_events(rng, now, 40)
+                for item in items:
+                    item["timestamp"] = now - timedelta(seconds=rng.uniform(0, 180))
+                create_events(items)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
+    assert rollups.event_counts(now)["total_24h"] == 6 * 5 * 40
+    assert rollups.event_counts(now) == rollups.exact_event_counts(now)
