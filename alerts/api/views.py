@@ -47,8 +47,13 @@ def alert_queryset():
     )
 
 
+def detail_queryset():
+    """One alert: its event ids are read by the serializer (no event objects prefetched)."""
+    return Alert.objects.select_related("assigned_to").prefetch_related("activities")
+
+
 def _detail(alert: Alert, **kwargs) -> Response:
-    fresh = alert_queryset().prefetch_related("activities").get(pk=alert.pk)
+    fresh = detail_queryset().get(pk=alert.pk)
     return Response(AlertDetailSerializer(fresh).data, **kwargs)
 
 
@@ -95,7 +100,7 @@ class AlertDetailView(generics.RetrieveAPIView):
     lookup_field = "alert_id"
 
     def get_queryset(self):
-        return alert_queryset().prefetch_related("activities")
+        return detail_queryset()
 
     def patch(self, request, alert_id: int):
         alert = get_object_or_404(Alert, pk=alert_id)
