@@ -1,6 +1,6 @@
 """What an alert page reads beyond the alert row: who and where (entities), why (rule, ATT&CK),
-what else (related alerts, incidents). Read-only; every query is bounded, so an alert with
-10,000 occurrences costs the same handful of statements as one with ten.
+what else (related alerts, incidents), when (occurrences). Read-only: a fixed handful of
+bounded statements, whatever the number of occurrences (bench/alert_page.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import CharField, Count, F, Q, Value
+from django.db.models import CharField, Count, Q, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, NullIf, Trunc
 
@@ -19,6 +19,9 @@ from alerts.models import Alert, SigmaRule
 from events.models import SecurityEvent
 
 MAX_VALUES = 50  # per entity kind: a spray over 5,000 accounts lists the first 50
+# Entities are read from an alert's latest events up to this many: exact for the alerts of the
+# SPEC's scale (10,000 occurrences), bounded for a runaway one.
+ENTITY_SCAN = 10_000
 MAX_RELATED = 20
 RELATED_WINDOW = timedelta(hours=24)
 MAX_RULE_BYTES = 256 * 1024
@@ -29,53 +32,60 @@ PROCESS_FIELDS = ("NewProcessName", "ProcessName", "Image")
 
 
 def alert_events(alert: Alert):
-    """The events the alert counted, newest first."""
-    return SecurityEvent.objects.filter(alerts=alert).order_by("-timestamp", "-event_id")
+    """The events the alert counted, newest stored first.
+
+    By event id, not event time: the link table's (alert, event) index then hands out a page
+    without reading the alert's other events (0.5 ms instead of 250 ms for 10,000 occurrences
+    on PostgreSQL under load); for detection alerts the two orders agree but for imports of old
+    logs."""
+    return SecurityEvent.objects.filter(alerts=alert).order_by("-event_id")
 
 
-def _distinct(queryset, expression) -> list[str]:
-    """Up to MAX_VALUES distinct non-empty values of `expression`, in order."""
-    value = NullIf(expression, Value(""), output_field=CharField())
-    values = (
-        queryset.annotate(_value=value)
-        .filter(_value__isnull=False)
-        .order_by("_value")
-        .values_list("_value", flat=True)
-        .distinct()[:MAX_VALUES]
-    )
-    return [str(value) for value in values]
+def link_count(alert: Alert) -> int:
+    """How many events the alert links (= its occurrence_count), from the link table alone."""
+    return Alert.events.through.objects.filter(alert_id=alert.pk).count()
+
+
+def _latest_links(alert: Alert):
+    """The ids of the alert's latest ENTITY_SCAN events (an index range of the link table)."""
+    links = Alert.events.through.objects.filter(alert_id=alert.pk)
+    return links.order_by("-securityevent_id").values("securityevent_id")[:ENTITY_SCAN]
 
 
 def entities(alert: Alert) -> dict[str, list[str]]:
-    """Hosts, users and source IPs of the alert's events (SPEC), plus logon types and processes.
-
-    An alert with no linked events (created by hand) still names its host.
-    """
-    found = event_entities(SecurityEvent.objects.filter(alerts=alert).order_by())
+    """Hosts, users and source IPs of the alert's events (SPEC), plus logon types and processes,
+    from its latest ENTITY_SCAN events in one query. An alert with no linked events (created by
+    hand) still names its host."""
+    events = SecurityEvent.objects.filter(pk__in=_latest_links(alert))
+    found = event_entities(events)
     if alert.hostname and alert.hostname not in found["hosts"]:
         found["hosts"].insert(0, alert.hostname)
     return found
 
 
 def event_entities(events) -> dict[str, list[str]]:
-    """The distinct hosts, users, source IPs, logon types and processes of an event queryset."""
-    hosts = _distinct(events, F("computer"))
-    return {
-        "hosts": hosts,
-        "users": _distinct(events, F("user_name")),
-        "source_ips": _distinct(events, F("source_ip")),
-        "logon_types": _distinct(events, KT("raw__LogonType")),
-        "processes": _distinct(
-            events,
-            Coalesce(
-                *(
-                    NullIf(KT(f"raw__{name}"), Value(""), output_field=CharField())
-                    for name in PROCESS_FIELDS
-                ),
-                output_field=CharField(),
-            ),
+    """The distinct hosts, users, source IPs, logon types and processes of an event queryset
+    (at most MAX_VALUES each, sorted), read in one pass over its rows."""
+    process = Coalesce(
+        *(
+            NullIf(KT(f"raw__{name}"), Value(""), output_field=CharField())
+            for name in PROCESS_FIELDS
         ),
-    }
+        output_field=CharField(),
+    )
+    rows = (
+        events.order_by()
+        .annotate(_logon=KT("raw__LogonType"), _process=process)
+        .values_list("computer", "user_name", "source_ip", "_logon", "_process")
+        .distinct()
+    )
+    kinds = ("hosts", "users", "source_ips", "logon_types", "processes")
+    seen: dict[str, set[str]] = {kind: set() for kind in kinds}
+    for row in rows.iterator(chunk_size=2000):
+        for kind, value in zip(kinds, row, strict=True):
+            if value not in (None, ""):
+                seen[kind].add(str(value))
+    return {kind: sorted(values)[:MAX_VALUES] for kind, values in seen.items()}
 
 
 def rule(alert: Alert) -> dict | None:

@@ -7,6 +7,7 @@ ValidationError 400 (siem.api.exception_handler).
 
 from __future__ import annotations
 
+from django.core.paginator import Paginator as DjangoPaginator
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -174,20 +175,33 @@ class AlertResolveView(_AlertAction):
         )
 
 
+class LinkedEventsPagination(StandardPagination):
+    """Counts from the link table (an index-only count), not by joining every event."""
+
+    known_count: int | None = None
+
+    def django_paginator_class(self, object_list, per_page):
+        paginator = DjangoPaginator(object_list, per_page)
+        if self.known_count is not None:
+            paginator.count = self.known_count  # a cached_property: set, it is never queried
+        return paginator
+
+
 @extend_schema_view(
     get=extend_schema(
         tags=["alerts"],
-        summary="The events this alert counted, newest first (count = occurrence_count)",
+        summary="The events this alert counted, newest stored first (count = occurrence_count)",
     )
 )
 class AlertEventsView(generics.ListAPIView):
     permission_classes = [IsRoleUser]
     serializer_class = EventSerializer
-    pagination_class = StandardPagination
+    pagination_class = LinkedEventsPagination
     filter_backends: list = []
 
     def get_queryset(self):
         alert = get_object_or_404(Alert, pk=self.kwargs["alert_id"])
+        self.paginator.known_count = context.link_count(alert)
         return context.alert_events(alert)
 
 
