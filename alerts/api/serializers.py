@@ -168,6 +168,20 @@ class CommentInputSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=10000, trim_whitespace=True)
 
 
+class StrictPatchMixin:
+    """A PATCH body: known fields only (a typo is an error, not ignored), and not empty."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = unknown_fields(self)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: "This field cannot be changed." for name in sorted(unknown)}
+            )
+        if not attrs:
+            raise serializers.ValidationError({"detail": "Nothing to change."})
+        return attrs
+
+
 def unknown_fields(serializer: serializers.Serializer) -> set[str]:
     """Keys of the request body that the serializer does not know (a PATCH typo is an error)."""
     data = serializer.initial_data
@@ -199,7 +213,7 @@ class AlertCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class AlertUpdateSerializer(serializers.Serializer):
+class AlertUpdateSerializer(StrictPatchMixin, serializers.Serializer):
     """PATCH: any subset; resolving via status works too (resolve endpoint has more options)."""
 
     title = serializers.CharField(max_length=255, required=False)
@@ -211,16 +225,6 @@ class AlertUpdateSerializer(serializers.Serializer):
     assigned_to = serializers.CharField(
         max_length=150, required=False, allow_null=True, help_text="Username; null unassigns."
     )
-
-    def validate(self, attrs: dict) -> dict:
-        unknown = unknown_fields(self)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: "This field cannot be changed." for name in sorted(unknown)}
-            )
-        if not attrs:
-            raise serializers.ValidationError({"detail": "Nothing to change."})
-        return attrs
 
 
 class AcknowledgeSerializer(serializers.Serializer):

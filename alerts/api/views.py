@@ -26,8 +26,6 @@ from alerts.api.serializers import (
     AlertSerializer,
     AlertUpdateSerializer,
     AssignSerializer,
-    CommentInputSerializer,
-    CommentSerializer,
     OccurrencesSerializer,
     RelatedAlertSerializer,
     ResolveSerializer,
@@ -36,6 +34,7 @@ from alerts.api.serializers import (
 from alerts.models import Alert
 from events.api.serializers import EventSerializer
 from events.models import SecurityEvent
+from siem.api_comments import comments_view
 from siem.api_common import StandardPagination
 from siem.strict_params import StrictQueryParams
 
@@ -234,30 +233,7 @@ class AlertOccurrencesView(APIView):
         return Response(OccurrencesSerializer(context.occurrences(alert)).data)
 
 
-class AlertCommentsView(APIView):
-    permission_classes = [ReadRoleWriteTriage]
-
-    @extend_schema(
-        tags=["alerts"], summary="Comments, oldest first", responses=CommentSerializer(many=True)
-    )
-    def get(self, request, alert_id: int):
-        alert = get_object_or_404(Alert, pk=alert_id)
-        return Response(CommentSerializer(alert.comments.all(), many=True).data)
-
-    @extend_schema(
-        tags=["alerts"],
-        summary="Comment (broadcast as commented)",
-        request=CommentInputSerializer,
-        responses={201: CommentSerializer},
-    )
-    def post(self, request, alert_id: int):
-        alert = get_object_or_404(Alert, pk=alert_id)
-        serializer = CommentInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        comment = services.add_comment(
-            alert, actor=request.user, text=serializer.validated_data["text"]
-        )
-        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+AlertCommentsView = comments_view(Alert, services.add_comment, "alerts")
 
 
 class RuleDetailView(APIView):
