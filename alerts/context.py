@@ -1,6 +1,6 @@
 """What an alert page reads beyond the alert row: who and where (entities), why (rule, ATT&CK),
-what else (related alerts, incidents). Read-only; every query is bounded, so an alert with
-10,000 occurrences costs the same handful of statements as one with ten.
+what else (related alerts, incidents), when (occurrences). Read-only: a fixed handful of
+bounded statements, whatever the number of occurrences (bench/alert_page.py).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import CharField, F, Q, Value
+from django.db.models import CharField, Count, Q, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models.functions import Coalesce, NullIf, Trunc
 
 from alerts import attack
 from alerts.detection.builtin import BUILTIN_BY_ID
@@ -19,6 +19,9 @@ from alerts.models import Alert, SigmaRule
 from events.models import SecurityEvent
 
 MAX_VALUES = 50  # per entity kind: a spray over 5,000 accounts lists the first 50
+# Entities are read from an alert's latest events up to this many: exact for the alerts of the
+# SPEC's scale (10,000 occurrences), bounded for a runaway one.
+ENTITY_SCAN = 10_000
 MAX_RELATED = 20
 RELATED_WINDOW = timedelta(hours=24)
 MAX_RULE_BYTES = 256 * 1024
@@ -29,53 +32,60 @@ PROCESS_FIELDS = ("NewProcessName", "ProcessName", "Image")
 
 
 def alert_events(alert: Alert):
-    """The events the alert counted, newest first."""
-    return SecurityEvent.objects.filter(alerts=alert).order_by("-timestamp", "-event_id")
+    """The events the alert counted, newest stored first.
+
+    By event id, not event time: the link table's (alert, event) index then hands out a page
+    without reading the alert's other events (0.5 ms instead of 250 ms for 10,000 occurrences
+    on PostgreSQL under load); for detection alerts the two orders agree but for imports of old
+    logs."""
+    return SecurityEvent.objects.filter(alerts=alert).order_by("-event_id")
 
 
-def _distinct(queryset, expression) -> list[str]:
-    """Up to MAX_VALUES distinct non-empty values of `expression`, in order."""
-    value = NullIf(expression, Value(""), output_field=CharField())
-    values = (
-        queryset.annotate(_value=value)
-        .filter(_value__isnull=False)
-        .order_by("_value")
-        .values_list("_value", flat=True)
-        .distinct()[:MAX_VALUES]
-    )
-    return [str(value) for value in values]
+def link_count(alert: Alert) -> int:
+    """How many events the alert links (= its occurrence_count), from the link table alone."""
+    return Alert.events.through.objects.filter(alert_id=alert.pk).count()
+
+
+def _latest_links(alert: Alert):
+    """The ids of the alert's latest ENTITY_SCAN events (an index range of the link table)."""
+    links = Alert.events.through.objects.filter(alert_id=alert.pk)
+    return links.order_by("-securityevent_id").values("securityevent_id")[:ENTITY_SCAN]
 
 
 def entities(alert: Alert) -> dict[str, list[str]]:
-    """Hosts, users and source IPs of the alert's events (SPEC), plus logon types and processes.
-
-    An alert with no linked events (created by hand) still names its host.
-    """
-    found = event_entities(SecurityEvent.objects.filter(alerts=alert).order_by())
+    """Hosts, users and source IPs of the alert's events (SPEC), plus logon types and processes,
+    from its latest ENTITY_SCAN events in one query. An alert with no linked events (created by
+    hand) still names its host."""
+    events = SecurityEvent.objects.filter(pk__in=_latest_links(alert))
+    found = event_entities(events)
     if alert.hostname and alert.hostname not in found["hosts"]:
         found["hosts"].insert(0, alert.hostname)
     return found
 
 
 def event_entities(events) -> dict[str, list[str]]:
-    """The distinct hosts, users, source IPs, logon types and processes of an event queryset."""
-    hosts = _distinct(events, F("computer"))
-    return {
-        "hosts": hosts,
-        "users": _distinct(events, F("user_name")),
-        "source_ips": _distinct(events, F("source_ip")),
-        "logon_types": _distinct(events, KT("raw__LogonType")),
-        "processes": _distinct(
-            events,
-            Coalesce(
-                *(
-                    NullIf(KT(f"raw__{name}"), Value(""), output_field=CharField())
-                    for name in PROCESS_FIELDS
-                ),
-                output_field=CharField(),
-            ),
+    """The distinct hosts, users, source IPs, logon types and processes of an event queryset
+    (at most MAX_VALUES each, sorted), read in one pass over its rows."""
+    process = Coalesce(
+        *(
+            NullIf(KT(f"raw__{name}"), Value(""), output_field=CharField())
+            for name in PROCESS_FIELDS
         ),
-    }
+        output_field=CharField(),
+    )
+    rows = (
+        events.order_by()
+        .annotate(_logon=KT("raw__LogonType"), _process=process)
+        .values_list("computer", "user_name", "source_ip", "_logon", "_process")
+        .distinct()
+    )
+    kinds = ("hosts", "users", "source_ips", "logon_types", "processes")
+    seen: dict[str, set[str]] = {kind: set() for kind in kinds}
+    for row in rows.iterator(chunk_size=2000):
+        for kind, value in zip(kinds, row, strict=True):
+            if value not in (None, ""):
+                seen[kind].add(str(value))
+    return {kind: sorted(values)[:MAX_VALUES] for kind, values in seen.items()}
 
 
 def rule(alert: Alert) -> dict | None:
@@ -144,24 +154,34 @@ def _sigma_text(relative: str) -> str:
 
 
 def related_alerts(alert: Alert, found: dict[str, list[str]] | None = None):
-    """Other alerts on the same host, or whose events within a day of this one's share a user
-    or a source IP; newest first, at most MAX_RELATED."""
+    """Other alerts on the same host, or active within a day of this one whose events share a
+    user or a source IP; newest first, at most MAX_RELATED.
+
+    The entity match starts from the other alerts of the window (few) and their links, never
+    from this alert's own events (which may number tens of thousands)."""
     found = found if found is not None else entities(alert)
-    near = Q(
-        events__timestamp__gte=alert.first_seen - RELATED_WINDOW,
-        events__timestamp__lte=alert.last_seen + RELATED_WINDOW,
+    others = Alert.objects.exclude(pk=alert.pk).order_by()
+    ids = set(
+        others.filter(hostname__in=found["hosts"])
+        .order_by("-created_at")
+        .values_list("pk", flat=True)[:MAX_RELATED]
     )
     shared = Q()
     if found["users"]:
         shared |= Q(events__user_name__in=found["users"])
     if found["source_ips"]:
         shared |= Q(events__source_ip__in=found["source_ips"])
-    by_host = Alert.objects.filter(hostname__in=found["hosts"]).exclude(pk=alert.pk)
-    ids = set(by_host.order_by("-created_at").values_list("pk", flat=True)[:MAX_RELATED])
-    if shared:
-        by_entity = Alert.objects.filter(near & shared).exclude(pk=alert.pk).order_by()
-        ids |= set(by_entity.values_list("pk", flat=True).distinct()[:MAX_RELATED])
-    return Alert.objects.filter(pk__in=ids).select_related("assigned_to")[:MAX_RELATED]
+    if shared and len(ids) < MAX_RELATED:
+        window = others.filter(
+            last_seen__gte=alert.first_seen - RELATED_WINDOW,
+            first_seen__lte=alert.last_seen + RELATED_WINDOW,
+        ).exclude(pk__in=ids)
+        ids |= set(window.filter(shared).values_list("pk", flat=True).distinct()[:MAX_RELATED])
+    return (
+        Alert.objects.filter(pk__in=ids)
+        .select_related("assigned_to")
+        .order_by("-created_at", "-alert_id")[:MAX_RELATED]
+    )
 
 
 def incident_ids(alert: Alert) -> list[int]:
@@ -169,35 +189,51 @@ def incident_ids(alert: Alert) -> list[int]:
 
 
 MAX_BUCKETS = 48
+# Round bucket sizes, each a multiple of the database truncation it is counted from.
 NICE_INTERVALS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400)
+TRUNC_KINDS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))
+MAX_TRUNC_ROWS = 2000
 
 
 def occurrences(alert: Alert) -> dict:
-    """The alert's events per time bucket, over [first event, last event] in at most
-    MAX_BUCKETS buckets of a round size: `{"interval_sec", "buckets": [{"start", "count"}]}`
-    (the shape of the hunting histogram). Counted in Python from the timestamps alone: one
-    indexed query, ~10 ms for 10,000 occurrences."""
-    stamps = list(
-        SecurityEvent.objects.filter(alerts=alert).order_by().values_list("timestamp", flat=True)
+    """The alert's events per time bucket, over its first to last event, in at most MAX_BUCKETS
+    buckets of a round size: `{"interval_sec", "buckets": [{"start", "count"}]}` (the shape of
+    the hunting histogram).
+
+    1. Pick the finest truncation (second, minute, hour, day) that cuts the alert's span
+       (first_seen to last_seen) into at most MAX_TRUNC_ROWS pieces.
+    2. Count per truncated timestamp in the database (portable `Trunc` + `Count`): a few hundred
+       rows come back, not one per occurrence.
+    3. Merge those into the smallest round interval that gives at most MAX_BUCKETS buckets.
+    """
+    span = max((alert.last_seen - alert.first_seen).total_seconds(), 0)
+    kind, base = next(
+        ((k, s) for k, s in TRUNC_KINDS if span / s <= MAX_TRUNC_ROWS), TRUNC_KINDS[-1]
     )
-    if not stamps:
-        return {"interval_sec": 60, "buckets": []}
-    low, high = min(stamps), max(stamps)
-    span = (high - low).total_seconds()
-    interval = next((n for n in NICE_INTERVALS if span / n < MAX_BUCKETS), NICE_INTERVALS[-1])
-    origin = int(low.timestamp()) // interval * interval
-    counts: dict[int, int] = {}
-    for stamp in stamps:
-        index = (int(stamp.timestamp()) - origin) // interval
-        counts[index] = counts.get(index, 0) + 1
-    last = max(counts)
+    rows = (
+        SecurityEvent.objects.filter(alerts=alert)
+        .annotate(bucket=Trunc("timestamp", kind, tzinfo=UTC))
+        .order_by()
+        .values("bucket")
+        .annotate(n=Count("pk"))
+        .values_list("bucket", "n")
+    )
+    counted = {int(bucket.timestamp()): n for bucket, n in rows}
+    if not counted:
+        return {"interval_sec": base, "buckets": []}
+    low, high = min(counted), max(counted)
+    interval = next(
+        (n for n in NICE_INTERVALS if n % base == 0 and (high - low) / n < MAX_BUCKETS),
+        NICE_INTERVALS[-1],
+    )
+    origin = low // interval * interval
+    counts = [0] * ((high - origin) // interval + 1)
+    for start, n in counted.items():
+        counts[(start - origin) // interval] += n
     return {
         "interval_sec": interval,
         "buckets": [
-            {
-                "start": datetime.fromtimestamp(origin + i * interval, tz=UTC),
-                "count": counts.get(i, 0),
-            }
-            for i in range(last + 1)
+            {"start": datetime.fromtimestamp(origin + i * interval, tz=UTC), "count": n}
+            for i, n in enumerate(counts)
         ],
     }

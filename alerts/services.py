@@ -24,10 +24,10 @@ from alerts.models import (
 )
 from integrations import services as notify
 from realtime.manager import get_connection_manager
-from realtime.messages import iso
+from realtime.messages import comment_data
 from siem.activity import actor_label, actor_user
 from siem.errors import InvalidTransition
-from siem.timeline import log_entry
+from siem.timeline import log_entry, write_comment
 
 # Allowed status changes; resolved and false_positive may be reopened (to `new`).
 TRANSITIONS: dict[str, set[str]] = {
@@ -471,20 +471,10 @@ def add_comment(alert: Alert, *, actor, text: str) -> AlertComment:
     """A comment on the alert, in its timeline, broadcast as `commented`."""
     with transaction.atomic():
         alert = _locked(alert)
-        comment = AlertComment.objects.create(
-            alert=alert, author=actor_user(actor), author_name=actor_label(actor), text=text
-        )
+        comment = write_comment(AlertComment, alert=alert, actor=actor, text=text)
         _log(alert, actor, "commented", alert.status, note=text)
-        get_connection_manager().broadcast_alert(
-            {
-                "alert_id": alert.alert_id,
-                "comment_id": comment.pk,
-                "author": comment.author_name,
-                "text": comment.text,
-                "created_at": iso(comment.created_at),
-            },
-            action="commented",
-        )
+        data = comment_data(comment, "alert_id", alert.alert_id)
+        get_connection_manager().broadcast_alert(data, action="commented")
     return comment
 
 

@@ -91,17 +91,18 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.set_default_timeout(120_000)  # a shared, loaded machine
             page.goto(f"{server.url}/alerts/{alert['alert_id']}/")
             page.fill("#signin-username", "analyst")
             page.fill("#signin-password", PASSWORD)
             page.click("#signin-submit")
-            expect(page.locator("#app")).to_have_attribute("data-loaded", "loaded", timeout=30_000)
+            expect(page.locator("#app")).to_have_attribute("data-loaded", "loaded", timeout=120_000)
             expect(page.locator("#connection")).to_have_attribute("data-state", "live")
             page.locator("#event-rows tr.event-row button").first.click()
             page.wait_for_timeout(500)  # the chart draws on the next frame
             page.screenshot(path=str(out / "alert.png"), full_page=True)
             page.goto(f"{server.url}/incidents/{incident_id}/")
-            expect(page.locator("#app")).to_have_attribute("data-loaded", "loaded", timeout=30_000)
+            expect(page.locator("#app")).to_have_attribute("data-loaded", "loaded", timeout=120_000)
             expect(page.locator("#connection")).to_have_attribute("data-state", "live")
             page.screenshot(path=str(out / "incident.png"), full_page=True)
             browser.close()

@@ -23,10 +23,10 @@ from incidents.models import (
 )
 from integrations import services as notify
 from realtime.manager import get_connection_manager
-from realtime.messages import iso
+from realtime.messages import comment_data
 from siem.activity import actor_label, actor_user
 from siem.errors import InvalidTransition
-from siem.timeline import log_entry
+from siem.timeline import log_entry, write_comment
 
 TRANSITIONS: dict[str, set[str]] = {
     IncidentStatus.OPEN: {
@@ -239,20 +239,10 @@ def add_comment(incident: Incident, *, actor, text: str) -> IncidentComment:
     """A comment on the case, in its timeline, broadcast as `commented`."""
     with transaction.atomic():
         incident = _locked(incident)
-        comment = IncidentComment.objects.create(
-            incident=incident, author=actor_user(actor), author_name=actor_label(actor), text=text
-        )
+        comment = write_comment(IncidentComment, incident=incident, actor=actor, text=text)
         _log(incident, actor, "commented", incident.status, note=text)
-        get_connection_manager().broadcast_incident(
-            {
-                "incident_id": incident.incident_id,
-                "comment_id": comment.pk,
-                "author": comment.author_name,
-                "text": comment.text,
-                "created_at": iso(comment.created_at),
-            },
-            action="commented",
-        )
+        data = comment_data(comment, "incident_id", incident.incident_id)
+        get_connection_manager().broadcast_incident(data, action="commented")
     return comment
 
 

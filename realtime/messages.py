@@ -89,6 +89,17 @@ def incident_data(incident) -> dict[str, Any]:
     }
 
 
+def comment_data(comment, owner_key: str, owner_id: int) -> dict[str, Any]:
+    """A comment on an alert or incident (`owner_key` "alert_id" or "incident_id")."""
+    return {
+        owner_key: owner_id,
+        "comment_id": comment.pk,
+        "author": comment.author_name,
+        "text": comment.text,
+        "created_at": iso(comment.created_at),
+    }
+
+
 def agent_data(agent) -> dict[str, Any]:
     return {
         "agent_id": str(agent.agent_id),

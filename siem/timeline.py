@@ -49,6 +49,13 @@ class Comment(models.Model):
         ordering = ["created_at", "id"]
 
 
+def write_comment(model: type[Comment], *, actor, text: str, **owner) -> Comment:
+    """One comment of `model` (owner names its alert or incident), written by `actor`."""
+    return model.objects.create(
+        author=actor_user(actor), author_name=actor_label(actor), text=text, **owner
+    )
+
+
 def log_entry(model: type[TimelineEntry], *, actor, action: str, status: str, **fields):
     """One timeline row of `model` (fields name its alert or incident), written by `actor`."""
     return model.objects.create(

@@ -381,6 +381,6 @@ def test_alert_list_and_detail_use_a_fixed_number_of_queries(
         response = viewer.get("/api/v1/alerts/?page_size=50")
     assert len(response.json()["results"]) == 15
     assert all(len(a["event_ids"]) == 3 for a in response.json()["results"])
-    # + activities prefetch, no count; + 5 entity kinds and the incident ids (alerts/context.py)
-    with django_assert_max_num_queries(11):
+    # + activities prefetch and event ids, no count; + entities and incident ids (context.py)
+    with django_assert_max_num_queries(7):
         assert viewer.get(f"/api/v1/alerts/{alert.pk}/").json()["timeline"]

@@ -121,6 +121,11 @@ class AlertDetailSerializer(AlertSerializer):
     def get_incident_ids(self, alert: Alert) -> list[int]:
         return context.incident_ids(alert)
 
+    def get_event_ids(self, alert: Alert) -> list[int]:
+        # The link rows' ids alone, no event objects: an alert may hold 10,000 events.
+        links = Alert.events.through.objects.filter(alert_id=alert.pk)
+        return list(links.order_by("securityevent_id").values_list("securityevent_id", flat=True))
+
 
 class RelatedAlertSerializer(serializers.ModelSerializer):
     assigned_to = serializers.SlugRelatedField(
@@ -163,6 +168,20 @@ class CommentInputSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=10000, trim_whitespace=True)
 
 
+class StrictPatchMixin:
+    """A PATCH body: known fields only (a typo is an error, not ignored), and not empty."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = unknown_fields(self)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: "This field cannot be changed." for name in sorted(unknown)}
+            )
+        if not attrs:
+            raise serializers.ValidationError({"detail": "Nothing to change."})
+        return attrs
+
+
 def unknown_fields(serializer: serializers.Serializer) -> set[str]:
     """Keys of the request body that the serializer does not know (a PATCH typo is an error)."""
     data = serializer.initial_data
@@ -199,7 +218,7 @@ class AlertCreateSerializer(serializers.Serializer):
         return attrs
 
 
-class AlertUpdateSerializer(serializers.Serializer):
+class AlertUpdateSerializer(StrictPatchMixin, serializers.Serializer):
     """PATCH: any subset; resolving via status works too (resolve endpoint has more options)."""
 
     title = serializers.CharField(max_length=255, required=False)
@@ -211,16 +230,6 @@ class AlertUpdateSerializer(serializers.Serializer):
     assigned_to = serializers.CharField(
         max_length=150, required=False, allow_null=True, help_text="Username; null unassigns."
     )
-
-    def validate(self, attrs: dict) -> dict:
-        unknown = unknown_fields(self)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: "This field cannot be changed." for name in sorted(unknown)}
-            )
-        if not attrs:
-            raise serializers.ValidationError({"detail": "Nothing to change."})
-        return attrs
 
 
 class AcknowledgeSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ ValidationError 400 (siem.api.exception_handler).
 
 from __future__ import annotations
 
+from django.core.paginator import Paginator as DjangoPaginator
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -25,8 +26,6 @@ from alerts.api.serializers import (
     AlertSerializer,
     AlertUpdateSerializer,
     AssignSerializer,
-    CommentInputSerializer,
-    CommentSerializer,
     OccurrencesSerializer,
     RelatedAlertSerializer,
     ResolveSerializer,
@@ -35,6 +34,7 @@ from alerts.api.serializers import (
 from alerts.models import Alert
 from events.api.serializers import EventSerializer
 from events.models import SecurityEvent
+from siem.api_comments import comments_view
 from siem.api_common import StandardPagination
 from siem.strict_params import StrictQueryParams
 
@@ -47,8 +47,13 @@ def alert_queryset():
     )
 
 
+def detail_queryset():
+    """One alert: its event ids are read by the serializer (no event objects prefetched)."""
+    return Alert.objects.select_related("assigned_to").prefetch_related("activities")
+
+
 def _detail(alert: Alert, **kwargs) -> Response:
-    fresh = alert_queryset().prefetch_related("activities").get(pk=alert.pk)
+    fresh = detail_queryset().get(pk=alert.pk)
     return Response(AlertDetailSerializer(fresh).data, **kwargs)
 
 
@@ -95,7 +100,7 @@ class AlertDetailView(generics.RetrieveAPIView):
     lookup_field = "alert_id"
 
     def get_queryset(self):
-        return alert_queryset().prefetch_related("activities")
+        return detail_queryset()
 
     def patch(self, request, alert_id: int):
         alert = get_object_or_404(Alert, pk=alert_id)
@@ -169,20 +174,33 @@ class AlertResolveView(_AlertAction):
         )
 
 
+class LinkedEventsPagination(StandardPagination):
+    """Counts from the link table (an index-only count), not by joining every event."""
+
+    known_count: int | None = None
+
+    def django_paginator_class(self, object_list, per_page):
+        paginator = DjangoPaginator(object_list, per_page)
+        if self.known_count is not None:
+            paginator.count = self.known_count  # a cached_property: set, it is never queried
+        return paginator
+
+
 @extend_schema_view(
     get=extend_schema(
         tags=["alerts"],
-        summary="The events this alert counted, newest first (count = occurrence_count)",
+        summary="The events this alert counted, newest stored first (count = occurrence_count)",
     )
 )
 class AlertEventsView(generics.ListAPIView):
     permission_classes = [IsRoleUser]
     serializer_class = EventSerializer
-    pagination_class = StandardPagination
+    pagination_class = LinkedEventsPagination
     filter_backends: list = []
 
     def get_queryset(self):
         alert = get_object_or_404(Alert, pk=self.kwargs["alert_id"])
+        self.paginator.known_count = context.link_count(alert)
         return context.alert_events(alert)
 
 
@@ -215,30 +233,7 @@ class AlertOccurrencesView(APIView):
         return Response(OccurrencesSerializer(context.occurrences(alert)).data)
 
 
-class AlertCommentsView(APIView):
-    permission_classes = [ReadRoleWriteTriage]
-
-    @extend_schema(
-        tags=["alerts"], summary="Comments, oldest first", responses=CommentSerializer(many=True)
-    )
-    def get(self, request, alert_id: int):
-        alert = get_object_or_404(Alert, pk=alert_id)
-        return Response(CommentSerializer(alert.comments.all(), many=True).data)
-
-    @extend_schema(
-        tags=["alerts"],
-        summary="Comment (broadcast as commented)",
-        request=CommentInputSerializer,
-        responses={201: CommentSerializer},
-    )
-    def post(self, request, alert_id: int):
-        alert = get_object_or_404(Alert, pk=alert_id)
-        serializer = CommentInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        comment = services.add_comment(
-            alert, actor=request.user, text=serializer.validated_data["text"]
-        )
-        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+AlertCommentsView = comments_view(Alert, services.add_comment, "alerts")
 
 
 class RuleDetailView(APIView):

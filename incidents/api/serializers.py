@@ -7,6 +7,7 @@ from rest_framework import serializers
 from alerts.api.serializers import (
     MAX_LINKED_IDS,
     ActivitySerializer,
+    StrictPatchMixin,
     existing_ids,
     unknown_fields,
 )
@@ -130,22 +131,12 @@ class TaskCreateSerializer(serializers.Serializer):
     assigned_to = serializers.CharField(max_length=150, required=False, allow_null=True)
 
 
-class TaskUpdateSerializer(serializers.Serializer):
+class TaskUpdateSerializer(StrictPatchMixin, serializers.Serializer):
     title = serializers.CharField(max_length=255, required=False)
     status = serializers.ChoiceField(choices=TaskStatus.choices, required=False)
     assigned_to = serializers.CharField(
         max_length=150, required=False, allow_null=True, help_text="Username; null unassigns."
     )
-
-    def validate(self, attrs: dict) -> dict:
-        unknown = unknown_fields(self)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: "This field cannot be changed." for name in sorted(unknown)}
-            )
-        if not attrs:
-            raise serializers.ValidationError({"detail": "Nothing to change."})
-        return attrs
 
 
 class ObservableSerializer(serializers.Serializer):

@@ -11,7 +11,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import CanTriage, ReadRoleWriteTriage
-from alerts.api.serializers import CommentInputSerializer, CommentSerializer
 from alerts.context import event_entities
 from alerts.models import Alert
 from events.models import SecurityEvent
@@ -31,6 +30,7 @@ from incidents.api.serializers import (
     TaskUpdateSerializer,
 )
 from incidents.models import Incident, IncidentTask, ObservableKind
+from siem.api_comments import comments_view
 from siem.api_common import StandardPagination
 from siem.strict_params import StrictQueryParams
 
@@ -164,32 +164,7 @@ class IncidentAlertsView(APIView):
         return _detail(incident)
 
 
-class IncidentCommentsView(APIView):
-    permission_classes = [ReadRoleWriteTriage]
-
-    @extend_schema(
-        tags=["incidents"],
-        summary="Comments, oldest first",
-        responses=CommentSerializer(many=True),
-    )
-    def get(self, request, incident_id: int):
-        incident = _incident(incident_id)
-        return Response(CommentSerializer(incident.comments.all(), many=True).data)
-
-    @extend_schema(
-        tags=["incidents"],
-        summary="Comment (broadcast as commented)",
-        request=CommentInputSerializer,
-        responses={201: CommentSerializer},
-    )
-    def post(self, request, incident_id: int):
-        incident = _incident(incident_id)
-        serializer = CommentInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        comment = services.add_comment(
-            incident, actor=request.user, text=serializer.validated_data["text"]
-        )
-        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+IncidentCommentsView = comments_view(Incident, services.add_comment, "incidents")
 
 
 class IncidentTasksView(APIView):

@@ -6,6 +6,7 @@ import {
   CommentList,
   commentForm,
   debounce,
+  errorReporter,
   drawBuckets,
   formatTime,
   huntLink,
@@ -38,18 +39,7 @@ let canTriage = false;
 let eventsPage = 1;
 let occurrenceBuckets = [];
 
-function fail(message) {
-  toast({ kind: 'error', title: 'Alert page', body: message, timeoutMs: 15000 });
-}
-
-async function guarded(action) {
-  try {
-    return await action();
-  } catch (err) {
-    if (err.status !== 401) fail(err.message);
-    return null;
-  }
-}
+const { fail, guarded } = errorReporter('Alert page');
 
 // --- loading ---------------------------------------------------------------------------------
 async function start(me) {

@@ -1,7 +1,7 @@
 // Pieces the alert and incident pages share: hunting links, the timeline, comments, a small
 // bucket chart, and a live subscription that reloads what a message touches.
 
-import { h, parseTime, severityName } from './dom.js';
+import { h, parseTime, severityName, toast } from './dom.js';
 import { LiveConnection } from './live.js';
 
 /** A query-language value: bare when it is one plain word, else "quoted" with \ and " escaped. */
@@ -157,6 +157,23 @@ export function subscribe(channels, { shell, onMessage, onGap }) {
     live.start();
     return live;
   });
+}
+
+/**
+ * A page's error reporting: `fail(message)` shows a toast; `guarded(call)` runs an API call and
+ * returns its answer, or null after showing why it failed (a 401 already went back to sign-in).
+ */
+export function errorReporter(title) {
+  const fail = (message) => toast({ kind: 'error', title, body: message, timeoutMs: 15000 });
+  const guarded = async (action) => {
+    try {
+      return await action();
+    } catch (err) {
+      if (err.status !== 401) fail(err.message);
+      return null;
+    }
+  };
+  return { fail, guarded };
 }
 
 /** Run `fn` at most once per `ms` (a burst of repeats reloads once). */

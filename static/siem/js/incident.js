@@ -6,6 +6,7 @@ import {
   CommentList,
   commentForm,
   debounce,
+  errorReporter,
   formatTime,
   huntLink,
   renderTimeline,
@@ -13,7 +14,7 @@ import {
   setSeverity,
   subscribe,
 } from './cases.js';
-import { $, h, severityName, toast } from './dom.js';
+import { $, h, severityName } from './dom.js';
 import { createShell, TRIAGE_ROLES } from './shell.js';
 
 const INCIDENT_ID = Number(document.body.dataset.incidentId);
@@ -29,18 +30,7 @@ let canTriage = false;
 let users = [];
 let alertIds = new Set();
 
-function fail(message) {
-  toast({ kind: 'error', title: 'Incident page', body: message, timeoutMs: 15000 });
-}
-
-async function guarded(action) {
-  try {
-    return await action();
-  } catch (err) {
-    if (err.status !== 401) fail(err.message);
-    return null;
-  }
-}
+const { fail, guarded } = errorReporter('Incident page');
 
 async function start(me) {
   canTriage = TRIAGE_ROLES.has(me.role);
