@@ -34,7 +34,7 @@ from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from accounts.models import Session
-from realtime import history, messages, presence
+from realtime import backpressure, history, messages, presence
 from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED, is_revoked
 from realtime.fanout import get_hub
 from realtime.manager import fanout_mode, group_name, session_group
@@ -145,6 +145,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # (text, seq) of broadcasts that arrived before the `connection` message and the replay
     _early: list[tuple[str, int | None]] | None = None
     last_seq: int | None = None  # the last `seq` this socket was sent
+    _protocol = None  # daphne's protocol, for the hub's direct writes (realtime.backpressure)
 
     @property
     def channel_layer_alias(self) -> str:
@@ -182,6 +183,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.channel = None
             await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
             return
+        self._protocol = backpressure.daphne_protocol(self.base_send)
         total = await presence.join(channel, self.member)
         metrics.connections[channel].inc()
         await self._greet_and_replay(channel, since)
@@ -264,6 +266,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def deliver(self, text: str) -> None:
         """Write one broadcast (already JSON text) to this socket."""
         await self.deliver_frame({"type": "websocket.send", "text": text})
+
+    def deliver_wire(self, wire: bytes, seq: int | None) -> bool:
+        """The hub's direct path: write a pre-built frame to daphne's socket. False when this
+        socket cannot take it (no daphne protocol, or still greeting): use `deliver_frame`."""
+        protocol = self._protocol
+        if protocol is None or self._early is not None:
+            return False
+        if self.channel is None or self._closing:
+            return True
+        if seq is not None:
+            if self.last_seq is not None and seq <= self.last_seq:
+                return True  # already sent by the replay
+            self.last_seq = seq
+        backpressure.write_frame(protocol, wire)
+        return True
 
     async def deliver_frame(self, frame: dict, seq: int | None = None) -> None:
         """The hub's fast path: the same ASGI `websocket.send` message for every socket."""

@@ -27,7 +27,7 @@ from collections import defaultdict
 import redis
 from django.conf import settings
 
-from realtime import history, messages
+from realtime import backpressure, history, messages
 from realtime.messages import CHANNELS
 from siem import metrics
 from siem.redis import new_async_client
@@ -185,9 +185,15 @@ class Hub:
             return
         # One ASGI message for every socket: daphne only reads it.
         frame = {"type": "websocket.send", "text": text}
+        wire = None  # the WebSocket frame, built once for every daphne socket
         metrics.deliveries[name].inc(len(members))
         for consumer in list(members):
             try:
+                if getattr(consumer, "_protocol", None) is not None:
+                    if wire is None:
+                        wire = backpressure.text_frame(text)
+                    if consumer.deliver_wire(wire, seq):
+                        continue
                 await consumer.deliver_frame(frame, seq)
             except Exception:
                 # One broken socket must not stop the others; it will be cleaned up on close.

@@ -46,6 +46,8 @@ def key(channel: str) -> str:
 # --- clients -----------------------------------------------------------------------------------
 # Short timeouts: a count or a refresh must never hang a request or a socket on a dead Redis.
 _CLIENT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+# Connections of a server process's shared asyncio client (handshakes, presence, history).
+ASYNC_POOL_SIZE = 16
 _sync_clients: dict[str, redis.Redis] = {}
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, aioredis.Redis]] = (
     weakref.WeakKeyDictionary()
@@ -64,7 +66,7 @@ def _aclient() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     url, client = _async_clients.get(loop, (None, None))
     if client is None or url != settings.REDIS_URL:
-        client = new_async_client(**_CLIENT_OPTIONS)
+        client = new_async_client(pool_size=ASYNC_POOL_SIZE, **_CLIENT_OPTIONS)
         _async_clients[loop] = (settings.REDIS_URL, client)
     return client
 

@@ -11,7 +11,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (Django must be set up first)
 
-from realtime import backpressure  # noqa: E402
+from realtime import backpressure, handshake_tuning  # noqa: E402
 from realtime.routing import websocket_application  # noqa: E402
 from siem.logging import redact_daphne_access_log  # noqa: E402
 
@@ -19,5 +19,7 @@ from siem.logging import redact_daphne_access_log  # noqa: E402
 redact_daphne_access_log()
 # daphne buffers without limit what is written to a socket that stopped reading.
 backpressure.install()
+# autobahn formats a debug line per WebSocket handshake even when debug logging is off.
+handshake_tuning.install()
 
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})

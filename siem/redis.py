@@ -71,8 +71,19 @@ def new_sync_client(**options: Any) -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, **options)
 
 
-def new_async_client(**options: Any) -> aioredis.Redis:
-    """A new asyncio client; bound to the event loop that first uses it."""
+def new_async_client(*, pool_size: int | None = None, **options: Any) -> aioredis.Redis:
+    """A new asyncio client; bound to the event loop that first uses it.
+
+    `pool_size`: at most that many connections, callers beyond it wait for one. A handshake
+    burst (1,000 sockets reconnecting) otherwise opens one Redis connection per concurrent
+    command — hundreds of TCP connects that time out on a loaded machine — where a few
+    connections, each busy for a fraction of a millisecond per command, serve them all.
+    """
+    if pool_size and not uses_sentinel():
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=pool_size, timeout=10, **options
+        )
+        return aioredis.Redis(connection_pool=pool)
     if uses_sentinel():
         from redis.asyncio.sentinel import Sentinel
 
