@@ -205,9 +205,10 @@ def test_every_redis_user_reaches_the_master_through_the_sentinel(sentinel_setup
         host, port = sentinel_setup["sentinel"].execute_command(
             "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
         )
-        if int(port) == replica_port and sentinel_setup["replica"].info("replication")[
-            "role"
-        ] == "master":
+        if (
+            int(port) == replica_port
+            and sentinel_setup["replica"].info("replication")["role"] == "master"
+        ):
             break
         assert time.monotonic() < deadline, "failover did not complete"
         time.sleep(0.2)
