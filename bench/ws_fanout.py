@@ -53,6 +53,7 @@ FANOUTS = {
     },
 }
 PASSWORD = "Bench-Passw0rd!x"
+BARE_DAPHNE_APP = "bench.ws_bare_daphne:application"
 MARK_BYTES = b'"message":"bench '
 DRAIN_QUIET_SEC, DRAIN_MAX_SEC = 3, 20
 WARMUP_EVENT = {
@@ -91,6 +92,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="first run the same clients and messages against a bare `websockets` + Redis\n"
         "pub/sub server (one per --servers), then the product; print product/baseline ratios",
+    )
+    parser.add_argument(
+        "--bare-daphne",
+        action="store_true",
+        help="also run daphne with a bare ASGI fan-out app (bench/ws_bare_daphne.py): daphne's\n"
+        "own share of the product's cost",
     )
     parser.add_argument(
         "--tokens", type=int, default=1, help="distinct sessions the clients use (1)"
@@ -255,6 +262,8 @@ def main(argv=None) -> dict:
     results = {}
     if args.baseline:
         results["baseline"] = run_baseline(args)
+    if args.bare_daphne:
+        results["bare_daphne"] = run_baseline(args, daphne=True)
     results["product"] = run_product(args)
     if args.baseline:
         base, product = results["baseline"], results["product"]
@@ -269,6 +278,13 @@ def main(argv=None) -> dict:
             )
         }
         print(f"[bench] product / baseline: {json.dumps(results['ratios'], indent=2)}")
+    if args.baseline and args.bare_daphne:
+        bare = results["bare_daphne"]
+        results["bare_daphne_ratios"] = {
+            key: round(bare[key] / base[key], 2) if base[key] else None
+            for key in ("connect_seconds", "daphne_cpu_us_per_delivery", "kib_per_connection")
+        }
+        print(f"[bench] bare daphne / baseline: {json.dumps(results['bare_daphne_ratios'])}")
     return results
 
 
@@ -322,32 +338,47 @@ def run_product(args) -> dict:
     return result
 
 
-def run_baseline(args) -> dict:
+def run_baseline(args, daphne: bool = False) -> dict:
     """The same clients, messages and measurement against a bare `websockets` server per
-    process, fed by one Redis PUBLISH per write: what the product is measured against."""
+    process (or, with `daphne`, daphne running the bare ASGI app of bench/ws_bare_daphne.py),
+    fed by one Redis PUBLISH per write: what the product is measured against."""
     import subprocess
 
     import redis
 
     redis_url = args.redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     key = f"ws-baseline-{os.getpid()}"
-    ports = [args.base_port + 100 + i for i in range(args.servers)]
-    print(f"[bench] baseline: {args.servers} bare websockets + Redis pub/sub servers…")
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve-baseline",
-                str(port),
-                "--redis-url",
-                redis_url,
-                "--baseline-key",
-                key,
-            ]
-        )
-        for port in ports
-    ]
+    ports = [args.base_port + (200 if daphne else 100) + i for i in range(args.servers)]
+    label = "bare daphne" if daphne else "baseline"
+    print(f"[bench] {label}: {args.servers} bare {'daphne' if daphne else 'websockets'} servers…")
+    if daphne:
+        env = dict(os.environ, WS_BASELINE_KEY=key, WS_BASELINE_REDIS=redis_url)
+        daphne_bin = str(Path(sys.executable).parent / "daphne")
+        procs = [
+            subprocess.Popen(
+                [daphne_bin, "-b", "127.0.0.1", "-p", str(port), BARE_DAPHNE_APP],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+    else:
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve-baseline",
+                    str(port),
+                    "--redis-url",
+                    redis_url,
+                    "--baseline-key",
+                    key,
+                ]
+            )
+            for port in ports
+        ]
     client = redis.Redis.from_url(redis_url)
     try:
         for port in ports:
@@ -369,8 +400,8 @@ def run_baseline(args) -> dict:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
-    result["fanout"] = "baseline"
-    print(f"[bench] baseline: {json.dumps(result, indent=2)}")
+    result["fanout"] = "bare-daphne" if daphne else "baseline"
+    print(f"[bench] {label}: {json.dumps(result, indent=2)}", flush=True)
     return result
 
 

@@ -92,7 +92,7 @@ def _session_key(jti: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:auth:s:{jti}"
 
 
-def _revoked_key(jti: str) -> str:
+def revoked_key(jti: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:auth:revoked:{jti}"
 
 
@@ -142,7 +142,7 @@ async def cached_identity(jti: str, user_id: str | int | None = None) -> SocketI
 
     client = _aclient()
     try:
-        cached, revoked = await client.mget(_session_key(jti), _revoked_key(jti))
+        cached, revoked = await client.mget(_session_key(jti), revoked_key(jti))
     except (redis.RedisError, OSError):
         cached = revoked = client = None
     if revoked is not None:
@@ -189,7 +189,7 @@ async def is_revoked(jti: str) -> bool:
     from realtime.presence import _aclient
 
     try:
-        return bool(await _aclient().exists(_revoked_key(jti)))
+        return bool(await _aclient().exists(revoked_key(jti)))
     except (redis.RedisError, OSError):
         return not await database_sync_to_async(_session_still_active)(jti)
 
@@ -212,7 +212,7 @@ def mark_revoked(jtis: list[str]) -> None:
     try:
         pipe = _client().pipeline(transaction=False)
         for jti in jtis:
-            pipe.set(_revoked_key(jti), 1, ex=ttl)
+            pipe.set(revoked_key(jti), 1, ex=ttl)
             pipe.delete(_session_key(jti))
         pipe.execute()
     except (redis.RedisError, OSError):

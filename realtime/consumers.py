@@ -5,10 +5,10 @@ Life of a socket:
    token (4001) or a bad one (4003), or the channel is unknown (4004).
 2. Subscribe to the channel's broadcasts and the token's revocation (the process's fan-out
    hub, or in `layer` mode the groups `siem.<channel>` and `siem.session.<jti>`), then
-   re-check the session's revocation marker (`realtime.auth.is_revoked`, one Redis EXISTS):
-   a logout that happened between validation and subscribing would otherwise never reach
-   this socket.
-3. Record presence, send the `connection` message (with the channel's `seq`), then with
+   re-check the session's revocation marker (one Redis EXISTS, in the same round trip as
+   the presence record and the channel's current `seq`): a logout that happened between
+   validation and subscribing would otherwise never reach this socket.
+3. Send the `connection` message (with the channel's `seq`), then with
    `?since=` the missed messages from the history (or `resync_required`), then broadcasts
    that arrived meanwhile; log the guide's two lines.
 4. Serve: `ping` → `pong`; anything else → `error`, the socket stays open. Broadcasts arrive
@@ -35,7 +35,7 @@ from django.conf import settings
 
 from accounts.models import Session
 from realtime import backpressure, history, messages, presence
-from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED, is_revoked
+from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED, is_revoked, revoked_key
 from realtime.fanout import get_hub
 from realtime.manager import fanout_mode, group_name, session_group
 from siem import metrics
@@ -178,15 +178,27 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.channel = None
             await self._refuse("Real-time service unavailable", CLOSE_UNAVAILABLE)
             return
-        if await is_revoked(self.jti):
+        # One round trip: the presence record, the revocation marker (a logout between the
+        # authentication and the subscription) and, in hub mode, the channel's current `seq`.
+        hub = self._hub is not None
+
+        def also(pipe) -> None:
+            pipe.exists(revoked_key(self.jti))
+            if hub:
+                pipe.eval(history.CURRENT_LUA, 1, history.seq_key(channel))
+
+        total, extra = await presence.join_with(channel, self.member, also)
+        revoked = bool(extra[0]) if extra is not None else await is_revoked(self.jti)
+        if revoked:
             await self._unsubscribe()
+            await presence.leave(channel, self.member)
             self.channel = None
             await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
             return
+        latest = int(extra[1]) if extra is not None and hub else None
         self._protocol = backpressure.daphne_protocol(self.base_send)
-        total = await presence.join(channel, self.member)
         metrics.connections[channel].inc()
-        await self._greet_and_replay(channel, since)
+        await self._greet_and_replay(channel, since, latest)
         logger.info("Client connected to channel '%s' (total: %d)", channel, total)
         _watch().add(self)
         self._schedule_expiry(identity.expires_at)
@@ -219,7 +231,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._send_json(messages.error(UNSUPPORTED))
 
     # --- broadcasts ----------------------------------------------------------------------
-    async def _greet_and_replay(self, channel: str, since: int | None) -> None:
+    async def _greet_and_replay(
+        self, channel: str, since: int | None, current: int | None = None
+    ) -> None:
         """`connection`, then (with `?since=`) what was missed, then what arrived meanwhile.
 
         Live messages are held in `_early` from the moment the socket is subscribed, so the
@@ -231,7 +245,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if self._hub is not None:
             try:
                 if since is None:
-                    latest = await history.current(channel)
+                    latest = current if current is not None else await history.current(channel)
                 else:
                     complete, replayed, latest = await history.replay(channel, since)
             except (redis.RedisError, OSError):
