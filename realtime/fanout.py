@@ -61,6 +61,8 @@ class Hub:
             self.sessions[consumer.jti].add(consumer)
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
+        if self.subscribed.is_set():
+            return True  # the usual case: no timer task per handshake
         try:
             await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_WAIT_SEC)
         except TimeoutError:

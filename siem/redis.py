@@ -51,6 +51,18 @@ def _sentinel_kwargs() -> dict[str, Any]:
     return {"password": password} if password else {}
 
 
+def _master(sentinel_class, options: dict[str, Any]):
+    """A client of the current master, from redis-py's sync or asyncio Sentinel class; the
+    sentinels are asked with the same socket timeouts as the master."""
+    timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel = sentinel_class(
+        settings.REDIS_SENTINELS, sentinel_kwargs={**_sentinel_kwargs(), **timeouts}
+    )
+    return sentinel.master_for(
+        settings.REDIS_SENTINEL_MASTER, **master_kwargs(settings.REDIS_URL), **options
+    )
+
+
 def uses_sentinel() -> bool:
     return bool(getattr(settings, "REDIS_SENTINELS", None))
 
@@ -60,14 +72,7 @@ def new_sync_client(**options: Any) -> redis.Redis:
     if uses_sentinel():
         from redis.sentinel import Sentinel
 
-        timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
-        sentinel = Sentinel(
-            settings.REDIS_SENTINELS,
-            sentinel_kwargs={**_sentinel_kwargs(), **timeouts},
-        )
-        return sentinel.master_for(
-            settings.REDIS_SENTINEL_MASTER, **master_kwargs(settings.REDIS_URL), **options
-        )
+        return _master(Sentinel, options)
     return redis.Redis.from_url(settings.REDIS_URL, **options)
 
 
@@ -87,14 +92,7 @@ def new_async_client(*, pool_size: int | None = None, **options: Any) -> aioredi
     if uses_sentinel():
         from redis.asyncio.sentinel import Sentinel
 
-        timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
-        sentinel = Sentinel(
-            settings.REDIS_SENTINELS,
-            sentinel_kwargs={**_sentinel_kwargs(), **timeouts},
-        )
-        return sentinel.master_for(
-            settings.REDIS_SENTINEL_MASTER, **master_kwargs(settings.REDIS_URL), **options
-        )
+        return _master(Sentinel, options)
     return aioredis.Redis.from_url(settings.REDIS_URL, **options)
 
 
