@@ -182,6 +182,7 @@ def run_checks(sentinel_port: int, prefix: str) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+@pytest.mark.timeout(900)  # several server processes start on a loaded machine
 def test_every_redis_user_reaches_the_master_through_the_sentinel(sentinel_setup):
     master_port, replica_port, sentinel_port = sentinel_setup["ports"]
     result = run_checks(sentinel_port, "sentinel-a")
