@@ -19,6 +19,12 @@ What happens (loopback only, bounded: about a minute with the defaults):
 
 `--stuck N` makes N of the clients stop reading (a frozen browser tab) to see what a slow
 client does to the others and to server memory.
+
+`--baseline` first measures the same clients and messages against a bare `websockets` + Redis
+pub/sub server per process, `--bare-daphne` against daphne running a bare ASGI app
+(bench/ws_bare_daphne.py), then the product, and prints product / baseline ratios (connect
+time, CPU per delivery, p50/p99, memory per connection). `--tokens N` spreads the clients over
+N sessions (a cold authentication cache for each).
 """
 
 from __future__ import annotations
