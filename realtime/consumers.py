@@ -28,6 +28,7 @@ import weakref
 from urllib.parse import parse_qs
 
 import redis
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER
@@ -146,6 +147,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     _early: list[tuple[str, int | None]] | None = None
     last_seq: int | None = None  # the last `seq` this socket was sent
     _protocol = None  # daphne's protocol, for the hub's direct writes (realtime.backpressure)
+
+    async def dispatch(self, message) -> None:
+        """Channels' dispatch without its `aclose_old_connections()` before every handler.
+
+        That call is a hop to the single database thread for every connect, ping and
+        disconnect — measured as the main wait of a 1,000-socket reconnect storm (the event
+        loop idle while handshakes queue for the one thread). No handler here touches the ORM
+        in the event loop: the few database reads (an authentication-cache miss, the periodic
+        session re-check) go through `database_sync_to_async`, which closes stale connections
+        itself, in its thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     @property
     def channel_layer_alias(self) -> str:
