@@ -72,6 +72,7 @@ class SocketUser:
 
     pk: int
     username: str
+    role: str | None = None  # the cached role: check this, not the user's groups (a query)
     is_active: bool = True
     is_authenticated: bool = True
     is_anonymous: bool = False
@@ -272,7 +273,9 @@ class QueryTokenAuthMiddleware:
             else:
                 scope["token_identity"] = identity
                 scope["role"] = identity.role
-                scope["user"] = SocketUser(pk=identity.user_id, username=identity.username)
+                scope["user"] = SocketUser(
+                    pk=identity.user_id, username=identity.username, role=identity.role
+                )
         return await self.app(scope, receive, send)
 
 
