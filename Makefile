@@ -27,8 +27,10 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
-# A random SECRET_KEY for this machine, written once; DEBUG stays off by default.
+# A random SECRET_KEY and agent enrollment key for this machine, written once; DEBUG stays off.
+# (runsiem adds the enrollment key to an older .env that lacks it.)
 .env:
 	@echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
+	@echo "AGENT_ENROLLMENT_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(24))')" >> .env
 	@chmod 600 .env
-	@echo "Wrote .env with a random SECRET_KEY"
+	@echo "Wrote .env with a random SECRET_KEY and AGENT_ENROLLMENT_KEY"

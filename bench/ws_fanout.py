@@ -19,6 +19,12 @@ What happens (loopback only, bounded: about a minute with the defaults):
 
 `--stuck N` makes N of the clients stop reading (a frozen browser tab) to see what a slow
 client does to the others and to server memory.
+
+`--baseline` first measures the same clients and messages against a bare `websockets` + Redis
+pub/sub server per process, `--bare-daphne` against daphne running a bare ASGI app
+(bench/ws_bare_daphne.py), then the product, and prints product / baseline ratios (connect
+time, CPU per delivery, p50/p99, memory per connection). `--tokens N` spreads the clients over
+N sessions (a cold authentication cache for each).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ FANOUTS = {
     },
 }
 PASSWORD = "Bench-Passw0rd!x"
+BARE_DAPHNE_APP = "bench.ws_bare_daphne:application"
 MARK_BYTES = b'"message":"bench '
 DRAIN_QUIET_SEC, DRAIN_MAX_SEC = 3, 20
 WARMUP_EVENT = {
@@ -86,6 +93,23 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--redis-url", default="", help="Redis for the run (default: REDIS_URL or local 6379)"
     )
     parser.add_argument("--payload-bytes", type=int, default=0, help="padding per event (0)")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="first run the same clients and messages against a bare `websockets` + Redis\n"
+        "pub/sub server (one per --servers), then the product; print product/baseline ratios",
+    )
+    parser.add_argument(
+        "--bare-daphne",
+        action="store_true",
+        help="also run daphne with a bare ASGI fan-out app (bench/ws_bare_daphne.py): daphne's\n"
+        "own share of the product's cost",
+    )
+    parser.add_argument(
+        "--tokens", type=int, default=1, help="distinct sessions the clients use (1)"
+    )
+    parser.add_argument("--serve-baseline", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-key", default="", help=argparse.SUPPRESS)
     parser.add_argument(
         "--max-buffer-bytes",
         type=int,
@@ -173,6 +197,7 @@ async def _client_main(urls, stuck, ready, go, results, drain_until, progress, s
     loop = asyncio.get_running_loop()
     arrivals: list[list[tuple[int, float]]] = [[] for _ in urls]
     semaphore = asyncio.Semaphore(50)
+    started = time.monotonic()
 
     async def connect(index, url):
         parts = urlsplit(url)
@@ -192,9 +217,10 @@ async def _client_main(urls, stuck, ready, go, results, drain_until, progress, s
             raise RuntimeError(f"cannot connect {url}")
 
     clients = await asyncio.gather(*(connect(i, u) for i, u in enumerate(urls)))
+    greeted_after = time.monotonic() - started
     for client in clients[:stuck]:
         client.transport.pause_reading()  # a frozen tab: kernel buffers fill, then daphne's
-    ready.put(len(clients))
+    ready.put((len(clients), greeted_after))
     while not go.is_set():
         await asyncio.sleep(0.05)
     cpu_start = time.process_time()
@@ -236,6 +262,39 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.serve_baseline:
+        asyncio.run(_serve_baseline(args.serve_baseline, args.redis_url, args.baseline_key))
+        return {}
+    results = {}
+    if args.baseline:
+        results["baseline"] = run_baseline(args)
+    if args.bare_daphne:
+        results["bare_daphne"] = run_baseline(args, daphne=True)
+    results["product"] = run_product(args)
+    if args.baseline:
+        base, product = results["baseline"], results["product"]
+        results["ratios"] = {
+            key: round(product[key] / base[key], 2) if base[key] else None
+            for key in (
+                "connect_seconds",
+                "daphne_cpu_us_per_delivery",
+                "latency_ms_p99",
+                "latency_ms_p50",
+                "kib_per_connection",
+            )
+        }
+        print(f"[bench] product / baseline: {json.dumps(results['ratios'], indent=2)}")
+    if args.baseline and args.bare_daphne:
+        bare = results["bare_daphne"]
+        results["bare_daphne_ratios"] = {
+            key: round(bare[key] / base[key], 2) if base[key] else None
+            for key in ("connect_seconds", "daphne_cpu_us_per_delivery", "kib_per_connection")
+        }
+        print(f"[bench] bare daphne / baseline: {json.dumps(results['bare_daphne_ratios'])}")
+    return results
+
+
+def run_product(args) -> dict:
     from tests.ws_servers import Cluster
 
     workdir = Path(tempfile.mkdtemp(prefix="ws-fanout-"))
@@ -259,20 +318,145 @@ def main(argv=None) -> dict:
     from accounts.services import issue_access_token
     from events.services import create_events
 
-    token, _session = issue_access_token(User.objects.get(username="admin"))
+    tokens = [issue_access_token(User.objects.get(username="admin"))[0] for _ in range(args.tokens)]
     cluster.start_all()
-    procs = []
     try:
-        pids = cluster.pids()
         # Warm each server (imports, first DB connection, layer) before the baseline.
-        asyncio.run(_warm(ports, token, args.channel))
-        time.sleep(1)
-        rss_before = rss(pids)
-
+        asyncio.run(_warm(ports, tokens[0], args.channel))
         urls = [
-            f"ws://127.0.0.1:{ports[i % len(ports)]}/ws/{args.channel}?token={token}"
+            f"ws://127.0.0.1:{ports[i % len(ports)]}/ws/{args.channel}"
+            f"?token={tokens[i % len(tokens)]}"
             for i in range(args.clients)
         ]
+
+        def write(message: str) -> None:
+            create_events([{**WARMUP_EVENT, "message": message}])
+
+        result = measure(args, cluster.pids(), urls, write)
+    finally:
+        cluster.stop_all()
+    result["slow_clients_closed"] = sum(
+        cluster.log(port).count("Closing a WebSocket that stopped reading") for port in ports
+    )
+    result["fanout"] = args.fanout
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(f"[bench] product: {json.dumps(result, indent=2)}")
+    return result
+
+
+def run_baseline(args, daphne: bool = False) -> dict:
+    """The same clients, messages and measurement against a bare `websockets` server per
+    process (or, with `daphne`, daphne running the bare ASGI app of bench/ws_bare_daphne.py),
+    fed by one Redis PUBLISH per write: what the product is measured against."""
+    import subprocess
+
+    import redis
+
+    redis_url = args.redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    key = f"ws-baseline-{os.getpid()}"
+    ports = [args.base_port + (200 if daphne else 100) + i for i in range(args.servers)]
+    label = "bare daphne" if daphne else "baseline"
+    print(f"[bench] {label}: {args.servers} bare {'daphne' if daphne else 'websockets'} servers…")
+    if daphne:
+        env = dict(os.environ, WS_BASELINE_KEY=key, WS_BASELINE_REDIS=redis_url)
+        daphne_bin = str(Path(sys.executable).parent / "daphne")
+        procs = [
+            subprocess.Popen(
+                [daphne_bin, "-b", "127.0.0.1", "-p", str(port), BARE_DAPHNE_APP],
+                cwd=ROOT,
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+    else:
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve-baseline",
+                    str(port),
+                    "--redis-url",
+                    redis_url,
+                    "--baseline-key",
+                    key,
+                ]
+            )
+            for port in ports
+        ]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for port in ports:
+            _wait_port(port)
+        urls = [
+            f"ws://127.0.0.1:{ports[i % len(ports)]}/ws/{args.channel}" for i in range(args.clients)
+        ]
+
+        def write(message: str) -> None:
+            body = {
+                "type": "event",
+                "action": "created",
+                "data": {**WARMUP_EVENT, "message": message},
+            }
+            client.publish(key, json.dumps(body, separators=(",", ":")))
+
+        result = measure(args, [p.pid for p in procs], urls, write)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+    result["fanout"] = "bare-daphne" if daphne else "baseline"
+    print(f"[bench] {label}: {json.dumps(result, indent=2)}", flush=True)
+    return result
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"baseline server on {port} did not start")
+
+
+async def _serve_baseline(port: int, redis_url: str, key: str) -> None:
+    """A bare fan-out server: greet, then write each published message to every socket."""
+    import websockets
+    from redis import asyncio as aioredis
+    from websockets.asyncio.server import broadcast, serve
+
+    sockets: set = set()
+    greeting = json.dumps({"type": "connection", "status": "connected"})
+
+    async def handler(ws) -> None:
+        sockets.add(ws)
+        try:
+            await ws.send(greeting)
+            async for _message in ws:
+                pass
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            sockets.discard(ws)
+
+    async with serve(handler, "127.0.0.1", port, compression=None, max_queue=None):
+        pubsub = aioredis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(key)
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                broadcast(sockets, message["data"].decode())
+
+
+def measure(args, pids: list[int], urls: list[str], write) -> dict:
+    """Connect the clients, write `rate` x `duration` messages, collect what arrived."""
+    procs = []
+    try:
+        time.sleep(1)
+        rss_before = rss(pids)
         ctx = mp.get_context("spawn")
         ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
         drain_until = ctx.Value("d", 0.0)
@@ -280,7 +464,6 @@ def main(argv=None) -> dict:
         shares = [urls[i :: args.client_procs] for i in range(args.client_procs)]
         stuck_shares = [args.stuck // args.client_procs] * args.client_procs
         stuck_shares[0] += args.stuck - sum(stuck_shares)
-        started = time.monotonic()
         for slot, (share, stuck) in enumerate(zip(shares, stuck_shares, strict=True)):
             proc = ctx.Process(
                 target=client_process,
@@ -288,18 +471,25 @@ def main(argv=None) -> dict:
             )
             proc.start()
             procs.append(proc)
-        connected = sum(ready.get(timeout=120) for _ in procs)
-        connect_seconds = time.monotonic() - started
+        # Each client process reports when its sockets are all greeted; the connect time
+        # runs from the start of the client processes to the last greeting.
+        connected = 0
+        connect_seconds = 0.0
+        for _ in procs:
+            count, greeted_at = ready.get(timeout=180)
+            connected += count
+            connect_seconds = max(connect_seconds, greeted_at)
         time.sleep(2)
         rss_after = rss(pids)
-        print(f"[bench] {connected} clients connected in {connect_seconds:.1f} s")
+        print(f"[bench] {connected} clients connected in {connect_seconds:.2f} s")
 
         # Warm the writer (imports, the layer's first Redis connection) outside the measurement.
         for _ in range(5):
-            create_events([{**WARMUP_EVENT, "message": "warm-up"}])
+            write("warm-up")
         go.set()
         time.sleep(0.5)
         cpu_start = cpu_seconds(pids)
+        load_start = os.getloadavg()[0]
         writes = int(args.rate * args.duration)
         interval = 1.0 / args.rate
         write_ms: list[float] = []
@@ -311,7 +501,7 @@ def main(argv=None) -> dict:
             if delay > 0:
                 time.sleep(delay)
             began = time.time()
-            create_events([{**WARMUP_EVENT, "message": f"bench {seq} {began:.6f}{padding}"}])
+            write(f"bench {seq} {began:.6f}{padding}")
             write_ms.append((time.time() - began) * 1000)
         t_end = time.time()
         # Drain: until everything arrived, or nothing new for DRAIN_QUIET_SEC (what is still
@@ -337,11 +527,6 @@ def main(argv=None) -> dict:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
-        cluster.stop_all()
-    slow_closed = sum(
-        cluster.log(port).count("Closing a WebSocket that stopped reading") for port in ports
-    )
-    shutil.rmtree(workdir, ignore_errors=True)
 
     client_cpu = sum(cpu for cpu, _share in per_proc)
     per_proc = [share for _cpu, share in per_proc]
@@ -358,8 +543,7 @@ def main(argv=None) -> dict:
                     first_by_seq[seq] = lat
     last_arrival = t_end + max(latencies, default=0)
     window = max(last_arrival - t_start, 1e-9)
-    result = {
-        "fanout": args.fanout,
+    return {
         "clients": args.clients,
         "stuck_clients": args.stuck,
         "servers": args.servers,
@@ -379,7 +563,7 @@ def main(argv=None) -> dict:
         "latency_ms_mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
         "write_ms_p50": round(percentile(write_ms, 0.5), 1),
         "write_ms_p99": round(percentile(write_ms, 0.99), 1),
-        "connect_seconds": round(connect_seconds, 1),
+        "connect_seconds": round(connect_seconds, 2),
         "daphne_rss_mib_before": round(rss_before / 2**20, 1),
         "daphne_rss_mib_connected": round(rss_after / 2**20, 1),
         "daphne_rss_mib_end": round(rss_end / 2**20, 1),
@@ -388,11 +572,9 @@ def main(argv=None) -> dict:
         "daphne_cpu_percent_of_one_core": round(100 * cpu_used / (t_drained - t_start), 1),
         "client_cpu_percent_of_one_core": round(100 * client_cpu / (t_drained - t_start), 1),
         "daphne_cpu_us_per_delivery": round(1e6 * cpu_used / max(received, 1), 1),
-        "slow_clients_closed": slow_closed,
+        "load_average_1min_at_start": round(load_start, 2),
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
-    print(f"[bench] {json.dumps(result, indent=2)}")
-    return result
 
 
 async def _warm(ports, token, channel) -> None:

@@ -84,6 +84,7 @@ class SocketUser:
 
     pk: int
     username: str
+    role: str | None = None  # the cached role: check this, not the user's groups (a query)
     is_active: bool = True
     is_authenticated: bool = True
     is_anonymous: bool = False
@@ -104,7 +105,7 @@ def _session_key(jti: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:auth:s:{jti}"
 
 
-def _revoked_key(jti: str) -> str:
+def revoked_key(jti: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:auth:revoked:{jti}"
 
 
@@ -154,7 +155,7 @@ async def cached_identity(jti: str, user_id: str | int | None = None) -> SocketI
 
     client = _aclient()
     try:
-        cached, revoked = await client.mget(_session_key(jti), _revoked_key(jti))
+        cached, revoked = await client.mget(_session_key(jti), revoked_key(jti))
     except (redis.RedisError, OSError):
         cached = revoked = client = None
     if revoked is not None:
@@ -201,7 +202,7 @@ async def is_revoked(jti: str) -> bool:
     from siem.redis import aclient as _aclient
 
     try:
-        return bool(await _aclient().exists(_revoked_key(jti)))
+        return bool(await _aclient().exists(revoked_key(jti)))
     except (redis.RedisError, OSError):
         return not await database_sync_to_async(_session_still_active)(jti)
 
@@ -224,7 +225,7 @@ def mark_revoked(jtis: list[str]) -> None:
     try:
         pipe = _client().pipeline(transaction=False)
         for jti in jtis:
-            pipe.set(_revoked_key(jti), 1, ex=ttl)
+            pipe.set(revoked_key(jti), 1, ex=ttl)
             pipe.delete(_session_key(jti))
         pipe.execute()
     except (redis.RedisError, OSError):
@@ -297,7 +298,9 @@ class QueryTokenAuthMiddleware:
                     scope["auth_error"] = PERMISSION_DENIED
                 scope["token_identity"] = identity
                 scope["role"] = identity.role
-                scope["user"] = SocketUser(pk=identity.user_id, username=identity.username)
+                scope["user"] = SocketUser(
+                    pk=identity.user_id, username=identity.username, role=identity.role
+                )
         return await self.app(scope, receive, send)
 
 

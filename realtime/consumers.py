@@ -5,10 +5,10 @@ Life of a socket:
    token (4001), a bad one or a user in no role group (4003), or the channel is unknown (4004).
 2. Subscribe to the channel's broadcasts and the token's revocation (the process's fan-out
    hub, or in `layer` mode the groups `siem.<channel>` and `siem.session.<jti>`), then
-   re-check the session's revocation marker (`realtime.auth.is_revoked`, one Redis EXISTS):
-   a logout that happened between validation and subscribing would otherwise never reach
-   this socket.
-3. Record presence, send the `connection` message (with the channel's `seq`), then with
+   re-check the session's revocation marker (one Redis EXISTS, in the same round trip as
+   the presence record and the channel's current `seq`): a logout that happened between
+   validation and subscribing would otherwise never reach this socket.
+3. Send the `connection` message (with the channel's `seq`), then with
    `?since=` the missed messages from the history (or `resync_required`), then broadcasts
    that arrived meanwhile; log the guide's two lines.
 4. Serve: `ping` → `pong`; anything else → `error`, the socket stays open. Broadcasts arrive
@@ -28,14 +28,15 @@ import weakref
 from urllib.parse import parse_qs
 
 import redis
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import DEFAULT_CHANNEL_LAYER
 from django.conf import settings
 
 from accounts.models import Session
-from realtime import history, messages, presence
-from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED, is_revoked
+from realtime import backpressure, history, messages, presence
+from realtime.auth import INVALID_TOKEN, TOKEN_REQUIRED, is_revoked, revoked_key
 from realtime.fanout import get_hub
 from realtime.manager import fanout_mode, group_name, session_group
 from siem import metrics
@@ -145,6 +146,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     # (text, seq) of broadcasts that arrived before the `connection` message and the replay
     _early: list[tuple[str, int | None]] | None = None
     last_seq: int | None = None  # the last `seq` this socket was sent
+    _protocol = None  # daphne's protocol, for the hub's direct writes (realtime.backpressure)
+
+    async def dispatch(self, message) -> None:
+        """Channels' dispatch without its `aclose_old_connections()` before every handler.
+
+        That call is a hop to the single database thread for every connect, ping and
+        disconnect — measured as the main wait of a 1,000-socket reconnect storm (the event
+        loop idle while handshakes queue for the one thread). No handler here touches the ORM
+        in the event loop: the few database reads (an authentication-cache miss, the periodic
+        session re-check) go through `database_sync_to_async`, which closes stale connections
+        itself, in its thread.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     @property
     def channel_layer_alias(self) -> str:
@@ -177,14 +194,27 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.channel = None
             await self._refuse("Real-time service unavailable", CLOSE_UNAVAILABLE)
             return
-        if await is_revoked(self.jti):
+        # One round trip: the presence record, the revocation marker (a logout between the
+        # authentication and the subscription) and, in hub mode, the channel's current `seq`.
+        hub = self._hub is not None
+
+        def also(pipe) -> None:
+            pipe.exists(revoked_key(self.jti))
+            if hub:
+                pipe.eval(history.CURRENT_LUA, 1, history.seq_key(channel))
+
+        total, extra = await presence.join_with(channel, self.member, also)
+        revoked = bool(extra[0]) if extra is not None else await is_revoked(self.jti)
+        if revoked:
             await self._unsubscribe()
+            await presence.leave(channel, self.member)
             self.channel = None
             await self._refuse(INVALID_TOKEN, CLOSE_INVALID_TOKEN)
             return
-        total = await presence.join(channel, self.member)
+        latest = int(extra[1]) if extra is not None and hub else None
+        self._protocol = backpressure.daphne_protocol(self.base_send)
         metrics.connections[channel].inc()
-        await self._greet_and_replay(channel, since)
+        await self._greet_and_replay(channel, since, latest)
         logger.info("Client connected to channel '%s' (total: %d)", channel, total)
         _watch().add(self)
         self._schedule_expiry(identity.expires_at)
@@ -217,7 +247,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._send_json(messages.error(UNSUPPORTED))
 
     # --- broadcasts ----------------------------------------------------------------------
-    async def _greet_and_replay(self, channel: str, since: int | None) -> None:
+    async def _greet_and_replay(
+        self, channel: str, since: int | None, current: int | None = None
+    ) -> None:
         """`connection`, then (with `?since=`) what was missed, then what arrived meanwhile.
 
         Live messages are held in `_early` from the moment the socket is subscribed, so the
@@ -229,7 +261,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if self._hub is not None:
             try:
                 if since is None:
-                    latest = await history.current(channel)
+                    latest = current if current is not None else await history.current(channel)
                 else:
                     complete, replayed, latest = await history.replay(channel, since)
             except (redis.RedisError, OSError):
@@ -264,6 +296,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def deliver(self, text: str) -> None:
         """Write one broadcast (already JSON text) to this socket."""
         await self.deliver_frame({"type": "websocket.send", "text": text})
+
+    def deliver_wire(self, wire: bytes, seq: int | None) -> bool:
+        """The hub's direct path: write a pre-built frame to daphne's socket. False when this
+        socket cannot take it (no daphne protocol, or still greeting): use `deliver_frame`."""
+        protocol = self._protocol
+        if protocol is None or self._early is not None:
+            return False
+        if self.channel is None or self._closing:
+            return True
+        if seq is not None:
+            if self.last_seq is not None and seq <= self.last_seq:
+                return True  # already sent by the replay
+            self.last_seq = seq
+        backpressure.write_frame(protocol, wire)
+        return True
 
     async def deliver_frame(self, frame: dict, seq: int | None = None) -> None:
         """The hub's fast path: the same ASGI `websocket.send` message for every socket."""

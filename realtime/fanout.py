@@ -27,7 +27,7 @@ from collections import defaultdict
 import redis
 from django.conf import settings
 
-from realtime import history, messages
+from realtime import backpressure, history, messages
 from realtime.messages import CHANNELS
 from siem import metrics
 from siem.redis import new_async_client
@@ -61,6 +61,8 @@ class Hub:
             self.sessions[consumer.jti].add(consumer)
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
+        if self.subscribed.is_set():
+            return True  # the usual case: no timer task per handshake
         try:
             await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_WAIT_SEC)
         except TimeoutError:
@@ -185,9 +187,15 @@ class Hub:
             return
         # One ASGI message for every socket: daphne only reads it.
         frame = {"type": "websocket.send", "text": text}
+        wire = None  # the WebSocket frame, built once for every daphne socket
         metrics.deliveries[name].inc(len(members))
         for consumer in list(members):
             try:
+                if getattr(consumer, "_protocol", None) is not None:
+                    if wire is None:
+                        wire = backpressure.text_frame(text)
+                    if consumer.deliver_wire(wire, seq):
+                        continue
                 await consumer.deliver_frame(frame, seq)
             except Exception:
                 # One broken socket must not stop the others; it will be cleaned up on close.

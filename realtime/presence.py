@@ -153,6 +153,13 @@ async def _transaction(build) -> list:
 
 async def join(channel: str, member: str) -> int:
     """Record `member` on `channel`; returns the channel's count across processes."""
+    return (await join_with(channel, member))[0]
+
+
+async def join_with(channel: str, member: str, also=None) -> tuple[int, list | None]:
+    """`join`, plus the commands `also(pipe)` adds, in the same round trip: a handshake's
+    Redis work in one go (the consumer adds its revocation check and the channel's `seq`).
+    Returns (count, the results of `also`'s commands, or None when Redis failed)."""
     local = _members()
     local.members[member] = channel
     local.ensure_refresher()
@@ -163,12 +170,15 @@ async def join(channel: str, member: str) -> int:
         pipe.zremrangebyscore(key(channel), "-inf", now)
         pipe.zcard(key(channel))
         pipe.expire(key(channel), int(ttl_seconds() * 2) + 1)
+        if also is not None:
+            also(pipe)
 
     try:
-        return int((await _transaction(build))[2])
+        results = await _transaction(build)
     except (redis.RedisError, OSError):
         logger.warning("Presence record for channel %r not written: Redis unreachable", channel)
-        return local_count(channel)
+        return local_count(channel), None
+    return int(results[2]), results[4:]
 
 
 async def leave(channel: str, member: str) -> int:

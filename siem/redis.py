@@ -26,6 +26,8 @@ from django.conf import settings
 from redis import asyncio as aioredis
 
 CLIENT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 2}
+# Connections of a server process's shared asyncio client (handshakes, presence, history).
+ASYNC_POOL_SIZE = 16
 
 
 def sentinel_hosts(raw: str | list[str]) -> list[tuple[str, int]]:
@@ -61,6 +63,18 @@ def _sentinel_kwargs() -> dict[str, Any]:
     return {"password": password} if password else {}
 
 
+def _master(sentinel_class, options: dict[str, Any]):
+    """A client of the current master, from redis-py's sync or asyncio Sentinel class; the
+    sentinels are asked with the same socket timeouts as the master."""
+    timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel = sentinel_class(
+        settings.REDIS_SENTINELS, sentinel_kwargs={**_sentinel_kwargs(), **timeouts}
+    )
+    return sentinel.master_for(
+        settings.REDIS_SENTINEL_MASTER, **master_kwargs(settings.REDIS_URL), **options
+    )
+
+
 def uses_sentinel() -> bool:
     return bool(getattr(settings, "REDIS_SENTINELS", None))
 
@@ -70,30 +84,27 @@ def new_sync_client(**options: Any) -> redis.Redis:
     if uses_sentinel():
         from redis.sentinel import Sentinel
 
-        timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
-        sentinel = Sentinel(
-            settings.REDIS_SENTINELS,
-            sentinel_kwargs={**_sentinel_kwargs(), **timeouts},
-        )
-        return sentinel.master_for(
-            settings.REDIS_SENTINEL_MASTER, **master_kwargs(settings.REDIS_URL), **options
-        )
+        return _master(Sentinel, options)
     return redis.Redis.from_url(settings.REDIS_URL, **options)
 
 
-def new_async_client(**options: Any) -> aioredis.Redis:
-    """A new asyncio client; bound to the event loop that first uses it."""
+def new_async_client(*, pool_size: int | None = None, **options: Any) -> aioredis.Redis:
+    """A new asyncio client; bound to the event loop that first uses it.
+
+    `pool_size`: at most that many connections, callers beyond it wait for one. A handshake
+    burst (1,000 sockets reconnecting) otherwise opens one Redis connection per concurrent
+    command — hundreds of TCP connects that time out on a loaded machine — where a few
+    connections, each busy for a fraction of a millisecond per command, serve them all.
+    """
+    if pool_size and not uses_sentinel():
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=pool_size, timeout=10, **options
+        )
+        return aioredis.Redis(connection_pool=pool)
     if uses_sentinel():
         from redis.asyncio.sentinel import Sentinel
 
-        timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
-        sentinel = Sentinel(
-            settings.REDIS_SENTINELS,
-            sentinel_kwargs={**_sentinel_kwargs(), **timeouts},
-        )
-        return sentinel.master_for(
-            settings.REDIS_SENTINEL_MASTER, **master_kwargs(settings.REDIS_URL), **options
-        )
+        return _master(Sentinel, options)
     return aioredis.Redis.from_url(settings.REDIS_URL, **options)
 
 
@@ -125,7 +136,7 @@ def aclient() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     target, found = _async_clients.get(loop, (None, None))
     if found is None or target != _target():
-        found = new_async_client(**CLIENT_OPTIONS)
+        found = new_async_client(pool_size=ASYNC_POOL_SIZE, **CLIENT_OPTIONS)
         _async_clients[loop] = (_target(), found)
     return found
 

@@ -19,9 +19,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# `.env` in the project root, if present; real environment variables win over it.
-if (BASE_DIR / ".env").is_file() and not os.environ.get("SIEM_IGNORE_DOTENV"):
-    env.read_env(BASE_DIR / ".env", overwrite=False)
+# `.env` in the project root (or SIEM_ENV_FILE), if present; real environment variables win
+# over it. Every manage.py command reads it, so a second shell needs nothing exported.
+ENV_FILE = Path(os.environ.get("SIEM_ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.is_file() and not os.environ.get("SIEM_IGNORE_DOTENV"):
+    env.read_env(ENV_FILE, overwrite=False)
 
 # The development key is public (it is in this file); production must set its own.
 DEV_SECRET_KEY = "django-insecure-siem-development-key-do-not-use-in-production"  # noqa: S105

