@@ -120,7 +120,7 @@ def sqlite_reference(records: list[dict]) -> dict[str, set[int]]:
         rows: set[int] = set()
         for query in queries:
             select = re.sub(r"^SELECT \* FROM", 'SELECT "_row" FROM', query)
-            rows |= {row[0] for row in run(db, select)}
+            rows |= {int(row[0]) for row in run(db, select)}
         found[f"sigma:{rule.id}"] = rows
     return found
 
