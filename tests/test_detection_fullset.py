@@ -100,14 +100,28 @@ def test_the_prefilter_never_changes_what_matches(ruleset):
     assert sum(map(len, every_rule.values())) > 1000  # the attack samples do match
 
 
+def reference_value(value):
+    """A record value as the engine reads it, for the SQLite table (as `normalized=True` does
+    for strings): JSON booleans are `true`/`false` (SQLite would store 1/0, and SigmaHQ writes
+    `Initiated: 'true'`); unnamed EventData `{"#text": [...]}` is its lines of text (SQLite would
+    hold its JSON, whose doubled backslashes look like UNC paths to `Data|contains: '\\\\'`);
+    a 64-bit unsigned id is text (beyond SQLite INTEGER)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict) and set(value) == {"#text"}:
+        value = value["#text"]
+    if isinstance(value, list):
+        return "\n".join(str(item) for item in value if not isinstance(item, dict | list))
+    if isinstance(value, int) and abs(value) >= 2**63:
+        return str(value)
+    return value
+
+
 def sqlite_reference(records: list[dict]) -> dict[str, set[int]]:
     paths = sorted(str(p) for p in FULL.rglob("*.yml"))
     collection = SigmaCollection.load_ruleset(paths, collect_errors=True)
     backend = sqliteBackend(processing_pipeline=reference_pipeline())
-    rows = [
-        {k: str(v) if isinstance(v, int) and abs(v) >= 2**63 else v for k, v in r.items()}
-        for r in records
-    ]  # a 64-bit unsigned id is beyond SQLite INTEGER
+    rows = [{k: reference_value(v) for k, v in r.items()} for r in records]
     db = sqlite_logs([{**r, "_row": i} for i, r in enumerate(rows)], normalized=True)
     found: dict[str, set[int]] = {}
     for rule in collection.rules:
