@@ -260,6 +260,8 @@ def run_sqlite(items, batch, queries, columns) -> str:
 
 
 def _cell(value):
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return str(value)  # beyond SQLite INTEGER (a 64-bit unsigned id)
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 

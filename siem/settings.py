@@ -496,6 +496,14 @@ SIGMA_MIN_LEVEL = env_str("SIGMA_MIN_LEVEL", "informational").lower()
 SIGMA_SKIP_STATUSES = [
     s.lower() for s in env_list("SIGMA_SKIP_STATUSES", ["deprecated", "unsupported"])
 ]
+# `manage.py sigma_rules --update`: the rule package (zip or tar.gz) to download, its size limit,
+# and how many rules it must load to be installed (alerts/detection/updates.py).
+# Default: SigmaHQ's published core package (all products; non-Windows rules are listed refused).
+SIGMA_RULES_URL = env_str(
+    "SIGMA_RULES_URL", "https://github.com/SigmaHQ/sigma/releases/latest/download/sigma_core.zip"
+)
+SIGMA_RULES_MAX_BYTES = env_int("SIGMA_RULES_MAX_BYTES", 200 * 1024 * 1024, minimum=1024)
+SIGMA_RULES_MIN_LOADED = env_int("SIGMA_RULES_MIN_LOADED", 100, minimum=1)
 if SIGMA_MIN_LEVEL not in ("informational", "low", "medium", "high", "critical"):
     raise ImproperlyConfigured(
         f"SIGMA_MIN_LEVEL: informational, low, medium, high or critical, not {SIGMA_MIN_LEVEL!r}"

@@ -152,3 +152,33 @@ def test_thresholds_follow_the_settings(settings, llm):
 
     assert [n["severity"] for n in received["notifications"]] == ["high"]
     assert received["alerts"] == [] and Alert.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_analyzer_claims_alert_linked_and_severe_events_before_older_noise():
+    """Issue 15: not FIFO. Linked to an alert first, then severity, then oldest."""
+    from alerts.services import create_alert
+    from events.models import SecurityEvent
+    from siem.choices import Severity
+
+    def event(severity: int) -> SecurityEvent:
+        return SecurityEvent.objects.create(
+            computer="PC-01", event_code=4624, severity=severity, message="m"
+        )
+
+    noise = [event(1) for _ in range(3)]
+    severe = event(4)
+    on_alert = event(2)
+    create_alert(
+        title="Linked",
+        severity=Severity.HIGH,
+        category="test",
+        hostname="PC-01",
+        events=[on_alert],
+        source="rule",
+        dedup_key="k",
+    )
+    _claimed_at, claimed = claim_batch(3)
+    assert {e.pk for e in claimed} == {on_alert.pk, severe.pk, noise[0].pk}
+    _claimed_at, claimed = claim_batch(1)
+    assert [e.pk for e in claimed] == [noise[1].pk]

@@ -42,6 +42,8 @@ class Dispatch:
         self._codes = {code for _, code in self._by_pair} | set(self._by_code)
         self._any_code = bool(self._any or self._by_channel)
         self._buckets: dict[tuple[str, int | None], Bucket] = {}
+        for channel, code in self._by_pair:  # automata built at load time, not on first event
+            self.bucket(channel, code)
 
     def may_match(self, code: int) -> bool:
         """Cheap test before building a field view: can any rule match this event id?"""

@@ -37,6 +37,7 @@ from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.dispatch import Dispatch
 from alerts.detection.fields import FieldView, event_view, remote_source
 from alerts.detection.sigma import CompiledRule, RuleFilter, SigmaRuleSet, load_rules
+from alerts.detection.updates import installed_rules_dir
 from alerts.detection.windows import WindowSpec, WindowStore
 from alerts.services import raise_or_repeat_many
 
@@ -333,7 +334,13 @@ def _rules_signature(directory: str) -> tuple:
     root = Path(directory)
     try:
         files = sorted([*root.rglob("*.yml"), *root.rglob("*.yaml")])
-        return (directory, *((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+        # The resolved path too: an update swaps the `current` symlink to a new version.
+        resolved = str(root.resolve())
+        return (
+            directory,
+            resolved,
+            *((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files),
+        )
     except OSError:
         return (directory, "unreadable")
 
@@ -347,7 +354,7 @@ def get_engine() -> Engine:
     global _engine, _engine_dir, _engine_source, _engine_checked
     with _engine_lock:
         now = time.monotonic()
-        directory = settings.SIGMA_RULES_DIR
+        directory = settings.SIGMA_RULES_DIR or installed_rules_dir()
         fresh = _engine is not None and _engine_dir == directory
         if fresh and now - _engine_checked < settings.DETECTION_CONFIG_TTL_SEC:
             return _engine

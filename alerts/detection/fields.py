@@ -88,8 +88,13 @@ def _text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    if isinstance(value, (dict, list)):
-        return None  # structured values are not matched (Windows EventData is flat)
+    if isinstance(value, dict):
+        # Unnamed EventData (`<Data>` without a Name, as Application logs write it) parses as
+        # {"#text": [...]}: its text is what SigmaHQ's `Data|contains` rules read.
+        return _text(value["#text"]) if set(value) == {"#text"} else None
+    if isinstance(value, list):
+        parts = [_text(item) for item in value if not isinstance(item, dict | list)]
+        return "\n".join(part for part in parts if part is not None)
     return str(value).strip()
 
 

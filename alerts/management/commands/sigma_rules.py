@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.engine import invalidate_config
 from alerts.detection.sigma import SKIPPED, RuleFilter, load_rules, refusal_reason
+from alerts.detection.updates import UpdateError, installed_rules_dir, update_rules
 
 
 class Command(BaseCommand):
@@ -24,15 +26,39 @@ class Command(BaseCommand):
         )
         parser.add_argument("--errors", action="store_true", help="Only the rules that failed")
         parser.add_argument(
+            "--update",
+            action="store_true",
+            help="Download the rule package from SIGMA_RULES_URL (or --url), check it, install it "
+            "under SIEM_DATA_DIR/sigma/current; running processes reload it within seconds",
+        )
+        parser.add_argument("--url", default=None, help="Package URL for --update")
+        parser.add_argument(
             "--no-save", action="store_true", help="Do not record the rules in the database"
         )
 
-    def handle(self, *args, dir=None, errors=False, no_save=False, **options) -> None:
+    def handle(
+        self, *args, dir=None, errors=False, no_save=False, update=False, url=None, **options
+    ) -> None:
         from alerts.models import SigmaRule
 
-        directory = dir or settings.SIGMA_RULES_DIR
+        if update:
+            try:
+                result = update_rules(url)
+            except (UpdateError, httpx.HTTPError, OSError) as exc:
+                raise CommandError(f"update failed, installed rules unchanged: {exc}") from exc
+            self.stdout.write(
+                f"installed {result.loaded} rules ({result.refused} refused) in {result.directory}"
+            )
+            if settings.SIGMA_RULES_DIR:
+                self.stdout.write(
+                    "note: SIGMA_RULES_DIR is set and wins; unset it to use the installed rules"
+                )
+            errors = True  # then list only what was refused
+        directory = dir or settings.SIGMA_RULES_DIR or installed_rules_dir()
         if not directory:
-            raise CommandError("No rules directory: set SIGMA_RULES_DIR or pass --dir")
+            raise CommandError(
+                "No rules directory: set SIGMA_RULES_DIR, pass --dir, or run --update"
+            )
         ruleset = load_rules(directory, RuleFilter.from_settings())
         if not no_save:
             sync_sigma_rules(ruleset)

@@ -71,6 +71,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-demo-user", action="store_true", help="never create the demo user"
         )
+        parser.add_argument(
+            "--update-rules",
+            action="store_true",
+            help="download and install the Sigma rule package (SIGMA_RULES_URL) without asking",
+        )
 
     def handle(self, *args, **options):
         # `kill`, `systemctl stop`, `docker stop` (SIGTERM) and a closed terminal (SIGHUP) stop
@@ -168,6 +173,29 @@ class Command(BaseCommand):
                     "credential: change the password or delete the user before real use."
                 )
             )
+
+        self.offer_rules(options)
+
+    def offer_rules(self, options) -> None:
+        """First start without Sigma rules: offer `sigma_rules --update` (asks only on a TTY)."""
+        from alerts.detection.updates import installed_rules_dir
+
+        if settings.SIGMA_RULES_DIR or installed_rules_dir() or not settings.SIGMA_RULES_URL:
+            return
+        wanted = options.get("update_rules", False)
+        if not wanted and sys.stdin is not None and sys.stdin.isatty():
+            answer = input(f"No Sigma rules installed. Download {settings.SIGMA_RULES_URL}? [y/N] ")
+            wanted = answer.strip().lower() in ("y", "yes")
+        if not wanted:
+            self.say(
+                "Sigma rules: none installed; run `manage.py sigma_rules --update` (or "
+                "`runsiem --update-rules`) to download them."
+            )
+            return
+        try:
+            call_command("sigma_rules", "--update", stdout=self.stdout)
+        except CommandError as exc:  # the server starts anyway, with the built-in rules
+            self.say(self.style.WARNING(str(exc)))
 
     def ensure_enrollment_key(self, env: dict[str, str]) -> None:
         """Agents (and `simulate_agents`) need AGENT_ENROLLMENT_KEY; an empty one disables
