@@ -326,6 +326,11 @@ async def scenario(world: World, args) -> dict:
 
         # 1. kill -9 daphne A mid-batch.
         for _ in range(args.crashes):
+            # The previous crash's rows wait out their lease before the relay finishes them: the
+            # next kill must be triggered by this batch's rows, not by those.
+            settle = time.monotonic() + 60
+            while world.outbox() and time.monotonic() < settle:
+                await asyncio.sleep(0.2)
             posting = asyncio.create_task(
                 post_batch(world, client, agent, next_batch(args.batch), ["A", "B"])
             )
