@@ -21,7 +21,7 @@ def test_hunting_page_is_served_without_any_secret_and_with_a_strict_csp(client)
 
 
 def test_hunting_static_modules_are_served(client):
-    for name in ("js/hunt.js", "js/histogram.js", "js/signin.js", "css/hunt.css"):
+    for name in ("js/hunt.js", "js/histogram.js", "js/shell.js", "css/hunt.css"):
         assert client.get(f"/static/siem/{name}").status_code == 200, name
 
 

@@ -2,13 +2,12 @@
 // records, saved searches, export and a live tail over /ws/events. The URL holds the query and
 // the range (`?q=…&range=24h` or `?q=…&since=…&until=…`), so a search can be shared as a link.
 
-import { createApi, listOf } from './api.js';
+import { listOf } from './api.js';
 import { Histogram } from './histogram.js';
 import { $, formatNumber, h, severityName, toast } from './dom.js';
 import { LiveConnection } from './live.js';
-import { bindSignin, session, showSignin } from './signin.js';
+import { createShell, session } from './shell.js';
 
-const API_BASE = document.body.dataset.apiBase;
 const WS_PATH = document.body.dataset.wsPath;
 const PRESETS = { '15m': 15 * 60e3, '1h': 3600e3, '24h': 24 * 3600e3, '7d': 7 * 24 * 3600e3 };
 const PAGE_SIZE = 100;
@@ -16,11 +15,9 @@ const LINK_FIELDS = { computer: 'computer', user_name: 'user_name', source_ip: '
 // Raw fields that name a host, a user or an address: their values link to a search too.
 const RAW_LINKS = /^(Computer|WorkstationName|Workstation|TargetUserName|SubjectUserName|User|AccountName|IpAddress|SourceAddress|DestAddress|SourceIp|DestinationIp|ClientAddress)$/;
 
-const api = createApi({
-  base: API_BASE,
-  getToken: () => session.token,
-  onUnauthorized: (reason) => signOutLocally(`Your session ended (${reason}). Please sign in again.`),
-});
+// The analysts' shared frame (shell.js): sign-in, sign-out, the REST client, socket tickets.
+const shell = createShell({ onSignedIn: startPage, onSignedOut: stopTail });
+const { api } = shell;
 
 const state = { q: '', range: '24h', since: null, until: null, page: 1, next: false, shown: new Set(), me: null };
 let live = null;
@@ -33,20 +30,8 @@ const histogram = new Histogram($('histogram'), {
   },
 });
 
-// --- sign-in (signin.js, as the dashboard) -----------------------------------------------------
-bindSignin({ api, start: () => startPage(), signOutLocally });
-
-function signOutLocally(message) {
-  stopTail();
-  session.token = null;
-  showSignin(message);
-}
-
-async function startPage() {
-  state.me = await api.get('/auth/me');
-  $('whoami').textContent = `${state.me.username} · ${state.me.role || 'no role'}`;
-  $('signin').hidden = true;
-  $('app').hidden = false;
+async function startPage(me) {
+  state.me = me;
   readUrl();
   await Promise.all([runSearch({ push: false }), loadSaved()]);
 }
@@ -428,7 +413,7 @@ function startTail() {
   if (live) return;
   live = new LiveConnection({
     path: WS_PATH,
-    credential: async () => ({ ticket: (await api.post('/auth/ws-ticket')).ticket }),
+    credential: shell.wsCredential,
     onMessage: (msg) => {
       if (msg.type === 'event') scheduleTail();
     },
@@ -488,14 +473,4 @@ function showConnection({ state: connState }) {
 }
 
 // --- boot ---------------------------------------------------------------------------------------
-(async function boot() {
-  if (!session.token) {
-    showSignin();
-    return;
-  }
-  try {
-    await startPage();
-  } catch (err) {
-    if (err.status !== 401) showSignin(`Could not open the hunting page: ${err.message}`);
-  }
-})();
+shell.boot();
