@@ -8,12 +8,19 @@ Users (password for all: `Passw0rd!x`):
 
 from __future__ import annotations
 
+import signal
 import uuid
 
 import pytest
 from django.contrib.auth.models import Group, User
 
 PASSWORD = "Passw0rd!x"
+
+# A test run started in the background by a non-interactive shell (`make test &`, as .ci/run runs
+# its two passes side by side) inherits an ignored SIGINT, and so would every server the tests
+# start: their "Ctrl-C" would then be ignored. Tests that press Ctrl-C mean a terminal's.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
