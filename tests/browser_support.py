@@ -9,6 +9,7 @@ users, broadcast statistics). Chromium is Debian's (`apt-get install chromium`).
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -53,7 +54,8 @@ for name, role, superuser in [("admin", "admin", True), ("analyst", "analyst", F
 
 
 def free_port() -> int:
-    for port in PORT_RANGE:
+    # In a random order: two test runs on one machine must not both try the lowest port first.
+    for port in random.sample(PORT_RANGE, len(PORT_RANGE)):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
