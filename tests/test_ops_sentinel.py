@@ -200,8 +200,17 @@ def test_every_redis_user_reaches_the_master_through_the_sentinel(sentinel_setup
     assert sentinel_setup["master"].exists("sentinel-a:presence:alerts")
 
     # Failover: the replica becomes the master; a new process follows it.
-    sentinel_setup["sentinel"].execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
     deadline = time.monotonic() + 30
+    while True:
+        try:
+            sentinel_setup["sentinel"].execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+            break
+        except redis.exceptions.ResponseError as exc:
+            # The sentinel learns of the replica from the master's INFO (every 10 s): until then
+            # it has no replica to promote.
+            if "NOGOODSLAVE" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     while True:
         host, port = sentinel_setup["sentinel"].execute_command(
             "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME
