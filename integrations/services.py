@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -30,7 +31,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import CharField, Exists, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from integrations import messages, senders
@@ -42,6 +44,7 @@ from integrations.models import (
     MessageKind,
 )
 from realtime.messages import iso
+from siem import redis as siem_redis
 
 logger = logging.getLogger("integrations")
 
@@ -237,10 +240,10 @@ def _alert_needs_routing(alert_id: int) -> bool:
 def _count_admissions(integrations: list[tuple[int, datetime]], start_ts: int) -> list[int]:
     ttl = 2 * settings.INTEGRATION_RATE_WINDOW_SEC
     try:
-        pipe = _redis().pipeline(transaction=False)
+        pipe = siem_redis.client().pipeline(transaction=False)
         for pk, created_at in integrations:
             # created_at in the key: a re-created integration (same id) starts from zero.
-            key = f"{settings.REDIS_KEY_PREFIX}:integrations:{pk}:{created_at.timestamp():.6f}"
+            key = siem_redis.key("integrations", pk, f"{created_at.timestamp():.6f}")
             pipe.incr(f"{key}:{start_ts}")
             pipe.expire(f"{key}:{start_ts}", ttl)
         return pipe.execute()[0::2]
@@ -248,16 +251,6 @@ def _count_admissions(integrations: list[tuple[int, datetime]], start_ts: int) -
         # Fail open: the route task counts exactly in the database anyway.
         logger.warning("Integrations rate counter unavailable (%r); routing every alert", exc)
         return [0] * len(integrations)
-
-
-_redis_clients: dict[str, redis.Redis] = {}
-
-
-def _redis() -> redis.Redis:
-    url = settings.REDIS_URL
-    if url not in _redis_clients:
-        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    return _redis_clients[url]
 
 
 def on_incident_created(incident_id: int) -> None:
@@ -446,6 +439,64 @@ def _unrouted_alerts(integration: Integration, since: datetime, until: datetime)
     return list(alerts.exclude(Exists(routed)).order_by("alert_id"))
 
 
+# --- the sweep: what a stopped process never queued -----------------------------------------------
+# How far back the sweep looks for alerts and incidents nobody routed.
+SWEEP_LOOKBACK_SEC = 15 * 60
+
+
+def sweep_unrouted(now: datetime | None = None) -> tuple[int, int]:
+    """Route the alerts and incidents created in the last SWEEP_LOOKBACK_SEC that match an
+    integration and have no delivery row for it; (alerts, incidents) routed.
+
+    The write path queues a route task only after its transaction commits (`on_alert_created`);
+    a process killed between the two leaves a stored alert that nobody was told about. Beat
+    runs this every minute (`integrations-sweep`). It leaves alone what a rate window may
+    still carry in its digest: only alerts older than one window and a minute are swept, by
+    when their window's digest has run. Routing is idempotent, so a race with a late hook or
+    digest sends nothing twice.
+    """
+    now = now or timezone.now()
+    until = now - timedelta(seconds=settings.INTEGRATION_RATE_WINDOW_SEC + 60)
+    floor = now - timedelta(seconds=SWEEP_LOOKBACK_SEC)
+    alert_ids: set[int] = set()
+    incident_ids: set[int] = set()
+    for integration in Integration.objects.filter(enabled=True):
+        since = max(floor, integration.updated_at)
+        if since >= until:
+            continue
+        alert_ids.update(a.pk for a in _unrouted_alerts(integration, since, until))
+        incident_ids.update(_unrouted_incidents(integration, since, until))
+    for pk in sorted(alert_ids):
+        _enqueue("route", [MessageKind.ALERT, pk, "created", None])
+    for pk in sorted(incident_ids):
+        _enqueue("route", [MessageKind.INCIDENT, pk, "created", None])
+    if alert_ids or incident_ids:
+        logger.warning(
+            "Notifications sweep: %d alert(s) and %d incident(s) had not been routed "
+            "(a process stopped before queueing them); routing them now",
+            len(alert_ids),
+            len(incident_ids),
+        )
+    return len(alert_ids), len(incident_ids)
+
+
+def _unrouted_incidents(integration: Integration, since: datetime, until: datetime) -> list[int]:
+    from incidents.models import Incident
+
+    routed = Delivery.objects.filter(
+        integration=integration,
+        attempt=1,
+        kind=MessageKind.INCIDENT,
+        message_key=Concat(
+            Value("incident:"), Cast(OuterRef("pk"), CharField()), Value(":created")
+        ),
+    )
+    incidents = Incident.objects.filter(
+        created_at__gte=since, created_at__lt=until, severity__gte=integration.min_severity
+    )
+    return list(incidents.exclude(Exists(routed)).values_list("pk", flat=True))
+
+
 # --- delivery ----------------------------------------------------------------------------------
 def backoff(attempt: int) -> float:
     """Seconds before attempt `attempt + 1`: base × 2^(attempt-1)."""
@@ -455,30 +506,34 @@ def backoff(attempt: int) -> float:
 def deliver(delivery_id: int, waited: int = 0) -> Delivery | None:
     """Send one attempt; None if another worker has it, it is done, or it has to wait.
 
-    An integration whose endpoint already holds INTEGRATION_MAX_IN_FLIGHT attempts for more
-    than a second (hanging, not merely busy) gets this one re-queued, `waited` times so far,
-    after INTEGRATION_TIMEOUT_SEC doubled per wait (at most a minute), instead of another
-    worker slot: a dead endpoint holds at most that many slots, the rest stay free for the
-    other integrations and tasks. Healthy endpoints answer in milliseconds and never wait.
+    At most INTEGRATION_MAX_IN_FLIGHT attempts of one integration are in progress at once,
+    counted atomically in Redis (`_acquire_slot`). An attempt that finds its integration's
+    slots taken joins the integration's waiting line instead of taking another worker slot,
+    and the attempt that frees a slot queues the next in line at once: a dead endpoint holds
+    at most that many worker slots (each for at most INTEGRATION_TIMEOUT_SEC per attempt) and
+    works through its backlog one attempt at a time, while the other slots stay free for the
+    other integrations and tasks. Nothing polls; a safety re-check a minute later (`waited`
+    counts them) covers a hand-off lost with a killed worker.
     """
     now = timezone.now()
     # A claim older than a few timeouts belongs to a worker that died mid-send.
     stale = now - timedelta(seconds=3 * settings.INTEGRATION_TIMEOUT_SEC + 30)
-    row = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).values(
-        "integration_id"
+    row = Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).values_list(
+        "integration_id", "integration__created_at"
     )
     if not row:
         return None
-    hanging = Delivery.objects.filter(
-        integration_id=row[0]["integration_id"],
-        started_at__gte=stale,
-        started_at__lt=now - timedelta(seconds=1),
-        finished_at__isnull=True,
-    ).exclude(pk=delivery_id)
-    if hanging.count() >= settings.INTEGRATION_MAX_IN_FLIGHT:
-        wait = min(settings.INTEGRATION_TIMEOUT_SEC * 2**waited, 60)
-        _enqueue("deliver", [delivery_id, waited + 1], countdown=wait)
+    slot = _acquire_slot(*row[0], delivery_id)
+    if slot is None:
+        _enqueue("deliver", [delivery_id, waited + 1], countdown=WAITING_RECHECK_SEC)
         return None
+    try:
+        return _claim_and_send(delivery_id, now, stale)
+    finally:
+        slot()
+
+
+def _claim_and_send(delivery_id: int, now: datetime, stale: datetime) -> Delivery | None:
     claimed = (
         Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
         .filter(Q(started_at__isnull=True) | Q(started_at__lt=stale))
@@ -531,6 +586,71 @@ def deliver(delivery_id: int, waited: int = 0) -> Delivery | None:
         outcome.duration_ms,
     )
     return delivery
+
+
+# --- per-integration slots -----------------------------------------------------------------------
+# How long an attempt in an integration's waiting line trusts the hand-off before it checks again.
+WAITING_RECHECK_SEC = 60
+
+# KEYS[1]: the integration's attempts in progress (a sorted set scored by when each claim lapses,
+# so a worker killed mid-send frees its slot then); KEYS[2]: its waiting line.
+# ARGV: now, lapse, attempt id, limit. 1 = this attempt may send; 0 = it joined the line.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local ttl = math.ceil((ARGV[2] - ARGV[1]) * 1000) + 60000 * 10
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  redis.call('LREM', KEYS[2], 0, ARGV[3])
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('LREM', KEYS[2], 0, ARGV[3])
+return 1
+"""
+# Frees the slot of ARGV[1] and hands it to the first in line (its id, or false).
+_RELEASE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('LPOP', KEYS[2])
+"""
+
+
+def _slots_key(integration_id: int, created_at: datetime) -> str:
+    # created_at in the key: a re-created integration (same id) starts with free slots.
+    return siem_redis.key("integrations", integration_id, f"{created_at.timestamp():.6f}", "busy")
+
+
+def _acquire_slot(integration_id: int, created_at: datetime, delivery_id: int):
+    """A release function if this attempt may send now; None if the integration already has
+    INTEGRATION_MAX_IN_FLIGHT attempts in progress (the attempt is then in its waiting line,
+    and the release of a slot queues it). Fails open when Redis is unreachable (then nothing
+    bounds a dead endpoint's slots, and the log says so)."""
+    busy = _slots_key(integration_id, created_at)
+    keys = [busy, f"{busy}:line"]
+    member = str(delivery_id)
+    now = time.time()
+    lapse = now + 2 * settings.INTEGRATION_TIMEOUT_SEC + 10
+    client = siem_redis.client()
+    try:
+        taken = client.register_script(_ACQUIRE)(
+            keys=keys, args=[now, lapse, member, settings.INTEGRATION_MAX_IN_FLIGHT]
+        )
+    except redis.RedisError as exc:
+        logger.warning("Integration slots unavailable (%r); sending without a bound", exc)
+        return lambda: None
+    if not taken:
+        return None
+
+    def release() -> None:
+        try:
+            following = client.register_script(_RELEASE)(keys=keys, args=[member])
+        except redis.RedisError:
+            return  # the claim lapses on its own; the line's attempts re-check later
+        if following is not None:
+            _enqueue("deliver", [int(following)])
+
+    return release
 
 
 # --- Celery plumbing ---------------------------------------------------------------------------

@@ -30,3 +30,9 @@ def send_digest(integration_id: int, window_start_ts: int) -> int | None:
     """At a rate window's end: the alerts over the limit, as one message."""
     digest = services.flush_digest(integration_id, window_start_ts)
     return digest.pk if digest else None
+
+
+@shared_task(name="integrations.tasks.sweep_unrouted", ignore_result=True)
+def sweep_unrouted() -> int:
+    """Every minute: route what a process stopped before queueing (nothing is lost)."""
+    return sum(services.sweep_unrouted())

@@ -53,4 +53,5 @@ def _install_beat_schedule(sender: Celery, **_kwargs) -> None:
             settings.AGENT_WATCHDOG_INTERVAL_SEC, "agents.tasks.mark_silent_agents_offline"
         ),
         "retention": _every(24 * 3600, "siem.tasks.purge_expired_data"),
+        "integrations-sweep": _every(60, "integrations.tasks.sweep_unrouted"),
     }

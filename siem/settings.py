@@ -469,8 +469,8 @@ INTEGRATION_TIMEOUT_SEC = env_int("INTEGRATION_TIMEOUT_SEC", 5, minimum=1)
 # INTEGRATION_RETRY_BACKOFF_SEC, doubled after each attempt.
 INTEGRATION_MAX_ATTEMPTS = env_int("INTEGRATION_MAX_ATTEMPTS", 5, minimum=1)
 INTEGRATION_RETRY_BACKOFF_SEC = env_int("INTEGRATION_RETRY_BACKOFF_SEC", 10, minimum=0)
-# Attempts one integration may have hanging (over a second in progress) at once; its other
-# messages wait in the queue, so a dead endpoint never takes more worker slots than this
+# Attempts of one integration in progress at once (counted in Redis); its other messages wait in
+# the integration's line, so a dead endpoint never takes more worker slots than this
 # (runsiem's worker has 2).
 INTEGRATION_MAX_IN_FLIGHT = env_int("INTEGRATION_MAX_IN_FLIGHT", 1, minimum=1)
 # Alert messages per integration per window; the rest of the window goes out as one digest.

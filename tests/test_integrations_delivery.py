@@ -15,12 +15,14 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from alerts.services import create_alert, raise_or_repeat
 from events.models import SecurityEvent
 from incidents.services import create_incident, escalate_incident
 from integrations import services
 from integrations.models import Delivery, DeliveryStatus, Integration
+from siem import redis as siem_redis
 from tests.integrations_fixtures import (  # noqa: F401 (fixtures)
     BOT_TOKEN,
     SECRET,
@@ -370,24 +372,42 @@ def test_an_integration_busy_with_a_hung_attempt_gets_no_second_worker_slot(
     integration_settings, receiver, task_queue, django_capture_on_commit_callbacks
 ):
     integration = webhook(receiver)
-    first = raise_alert(django_capture_on_commit_callbacks, title="first")
+    raise_alert(django_capture_on_commit_callbacks, title="first")
     raise_alert(django_capture_on_commit_callbacks, title="second")
     task_queue.run(count=2)  # both routed
     pending = list(Delivery.objects.filter(integration=integration).order_by("id"))
-    # A worker has been sending the first one for 2 s (claimed, not finished): hanging.
-    Delivery.objects.filter(pk=pending[0].pk).update(
-        started_at=first.created_at - timedelta(seconds=2)
-    )
+    # Another worker is sending the first one (its slot is taken in Redis, as `deliver` takes it).
+    release = services._acquire_slot(integration.pk, integration.created_at, pending[0].pk)
+    assert release is not None
+    assert (
+        services._acquire_slot(integration.pk, integration.created_at, pending[1].pk) is None
+    )  # one slot (the setting)
     task_queue.pending = [("deliver", [pending[1].pk], 0)]
     task_queue.run(count=1)
     assert receiver.to("/hook") == []
-    assert task_queue.pending == [("deliver", [pending[1].pk, 1], 1)]  # re-queued for later
-    task_queue.run(count=1)
-    assert task_queue.pending == [("deliver", [pending[1].pk, 2], 2)]  # waiting longer
-    # Once the first attempt has finished, the second goes out.
-    Delivery.objects.filter(pk=pending[0].pk).update(finished_at=first.created_at)
+    # It waits in the integration's line, with a re-check a minute later in case the hand-off
+    # is lost; nothing polls meanwhile.
+    assert task_queue.pending == [("deliver", [pending[1].pk, 1], services.WAITING_RECHECK_SEC)]
+    task_queue.pending.clear()
+    # Once the first attempt has finished, its slot goes to the next in line at once.
+    release()
+    assert task_queue.pending == [("deliver", [pending[1].pk], 0)]
     task_queue.run()
     assert [r.json()["data"]["title"] for r in receiver.to("/hook")] == ["second"]
+
+
+def test_a_slot_held_by_a_worker_that_died_lapses(integration_settings, receiver, settings):
+    integration = webhook(receiver)
+    settings.INTEGRATION_TIMEOUT_SEC = 1
+    held = services._acquire_slot(integration.pk, integration.created_at, 1)  # never released
+    assert held is not None
+    assert services._acquire_slot(integration.pk, integration.created_at, 2) is None
+    key = services._slots_key(integration.pk, integration.created_at)
+    # Its claim lapses after 2 timeouts + 10 s; pretend that time has passed.
+    siem_redis.client().zadd(key, {"1": 0})
+    release = services._acquire_slot(integration.pk, integration.created_at, 2)
+    assert release is not None
+    release()
 
 
 def test_in_a_flood_the_write_path_queues_nothing_for_alerts_only_a_digest_will_carry(
@@ -423,3 +443,33 @@ def test_in_a_flood_the_write_path_queues_nothing_for_alerts_only_a_digest_will_
     task_queue.put("route", ["alert", late.alert_id, "created", None])
     task_queue.run()
     assert len(receiver.to("/hook")) == 4
+
+
+def test_the_sweep_routes_what_a_stopped_process_never_queued(
+    integration_settings, receiver, task_queue, django_capture_on_commit_callbacks
+):
+    from alerts.models import Alert
+    from incidents.models import Incident
+
+    integration_settings.INTEGRATION_RATE_WINDOW_SEC = 60
+    integration = webhook(receiver)
+    now = timezone.now()
+    Integration.objects.filter(pk=integration.pk).update(updated_at=now - timedelta(minutes=10))
+    routed = raise_alert(django_capture_on_commit_callbacks, title="routed as usual")
+    task_queue.run()
+    # Stored, then the process died before its after-commit hook queued anything.
+    with django_capture_on_commit_callbacks(execute=False):
+        lost = create_alert(title="lost hook", severity=4, category="brute_force", hostname="WS-2")
+        recent = create_alert(title="recent", severity=4, category="brute_force", hostname="WS-3")
+        lost_incident = create_incident(title="lost incident", severity=4)
+    minutes_ago = now - timedelta(minutes=3)
+    Alert.objects.filter(pk__in=[routed.pk, lost.pk]).update(created_at=minutes_ago)
+    Incident.objects.filter(pk=lost_incident.pk).update(created_at=minutes_ago)
+    # `recent` is younger than a rate window: its window's digest may still carry it.
+    Alert.objects.filter(pk=recent.pk).update(created_at=now - timedelta(seconds=30))
+
+    assert services.sweep_unrouted() == (1, 1)
+    task_queue.run()
+    titles = [r.json()["data"]["title"] for r in receiver.to("/hook")]
+    assert titles == ["routed as usual", "lost hook", "lost incident"]
+    assert services.sweep_unrouted() == (0, 0)  # routed once, never again
