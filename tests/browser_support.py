@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,3 +193,53 @@ class LiveServer:
             headers={"Authorization": f"Bearer {token}"},
             **kwargs,
         )
+
+
+# --- fixtures shared by the browser test modules (import the ones a module uses) --------------
+# A module's `VIEWPORT` sets its pages' size; the default is the smallest screen the analyst
+# pages are made for.
+DEFAULT_VIEWPORT = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A live server of the module's own (users created, no data)."""
+    srv = LiveServer()
+    srv.prepare()
+    srv.start()
+    yield srv
+    srv.cleanup()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser, request):
+    """Pages in separate contexts (separate sessionStorage, like two analysts' browsers); the
+    test fails on any JavaScript error or anything our Content-Security-Policy had to block."""
+    viewport = getattr(request.module, "VIEWPORT", DEFAULT_VIEWPORT)
+    contexts, errors = [], []
+
+    def make():
+        context = browser.new_context(viewport=viewport)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on(
+            "console",
+            lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text),
+        )
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert errors == [], f"JavaScript or CSP errors on the page: {errors}"

@@ -8,6 +8,7 @@ Users (password for all: `Passw0rd!x`):
 
 from __future__ import annotations
 
+import os
 import signal
 import uuid
 
@@ -21,6 +22,41 @@ PASSWORD = "Passw0rd!x"
 # start: their "Ctrl-C" would then be ignored. Tests that press Ctrl-C mean a terminal's.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# Fixtures through which a test reaches the database under test (the pass's DATABASE_URL).
+DATABASE_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With SIEM_TESTS_DATABASE_ONLY=1 only the tests that use the database under test run.
+
+    CI runs the suite on SQLite, then again on PostgreSQL; the second pass sets this, so that
+    what cannot differ between the two — tests without the database (parsers, the Sigma
+    matcher against pySigma, settings), and end-to-end tests whose servers bring their own
+    SQLite file or their own PostgreSQL database whatever the pass — runs once, not twice. A
+    test reaches the pass's database through pytest-django's fixtures or marker, which is what
+    is kept; one that reaches it otherwise (e.g. asks for the pass's connection parameters to
+    start servers on it) is marked `every_database`."""
+    if os.environ.get("SIEM_TESTS_DATABASE_ONLY") != "1":
+        return
+    kept, dropped = [], []
+    for item in items:
+        uses_database = (
+            item.get_closest_marker("django_db")
+            or item.get_closest_marker("every_database")
+            or DATABASE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        )
+        (kept if uses_database else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,6 +75,16 @@ def isolated_redis_namespace():
     channel_layers.backends = {}
     yield prefix
     channel_layers.backends = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """MD5 instead of PBKDF2 for the users the tests create in this process (Django's advice for
+    test suites): Django's default iterations cost ~0.5 s per user or login here, which was most
+    of the setup time of every test with users. Servers the tests start keep the real hasher."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def _user(username: str, role: str | None) -> User:

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 — the shared browser fixtures (tests/browser_support.py) are imported by name
 """The alert and incident pages in headless Chromium, against a real daphne and real Redis, with
 alerts raised by the real ingest and detection path from ../shared/data attack samples.
 
@@ -11,9 +12,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, ROOT, LiveServer
+from tests.browser_support import (  # noqa: F401 (fixtures)
+    CHROMIUM,
+    PASSWORD,
+    ROOT,
+    LiveServer,
+    browser,
+    open_page,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,37 +62,6 @@ def alert(server, token) -> dict:
             candidates.append(detail)
     assert candidates, f"no multi-event alert with a user among {[r['rule_id'] for r in page]}"
     return max(candidates, key=lambda a: a["occurrence_count"])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def open_page(browser):
-    """Pages in separate contexts (separate sessionStorage, like two analysts' browsers), at
-    the smallest screen the pages are made for."""
-    contexts, errors = [], []
-
-    def make() -> Page:
-        context = browser.new_context(viewport={"width": 1366, "height": 768})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "console",
-            lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text),
-        )
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert errors == [], f"JavaScript or CSP errors on the page: {errors}"
 
 
 def sign_in_at(page: Page, url: str) -> None:

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 — the shared browser fixtures (tests/browser_support.py) are imported by name
 """The live dashboard page in headless Chromium, against a real daphne and real Redis.
 
 Users (password `Passw0rd!x`, created in the server's own database):
@@ -13,9 +14,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer
+from tests.browser_support import (  # noqa: F401 (fixtures)
+    CHROMIUM,
+    PASSWORD,
+    LiveServer,
+    browser,
+    open_page,
+    server,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -23,46 +31,7 @@ pytestmark = [
 ]
 
 WAIT = 15_000  # ms; Playwright polls until then, nothing is asserted about time
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = LiveServer()
-    srv.prepare()
-    srv.start()
-    yield srv
-    srv.cleanup()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def open_page(browser):
-    """Pages in separate contexts (separate sessionStorage, like two analysts' browsers)."""
-    contexts, errors = [], []
-
-    def make() -> Page:
-        context = browser.new_context(viewport={"width": 1600, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # Our own Content-Security-Policy must never have to block anything the page does.
-        page.on(
-            "console",
-            lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text),
-        )
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert errors == [], f"JavaScript or CSP errors on the page: {errors}"
+VIEWPORT = {"width": 1600, "height": 900}
 
 
 @pytest.fixture(scope="module")

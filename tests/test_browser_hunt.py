@@ -1,3 +1,4 @@
+# ruff: noqa: F811 — the shared browser fixtures (tests/browser_support.py) are imported by name
 """The hunting page (/events/) in headless Chromium, against a real daphne and real Redis.
 
 Users (password `Passw0rd!x`, created in the server's own database):
@@ -12,9 +13,16 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer
+from tests.browser_support import (  # noqa: F401 (fixtures)
+    CHROMIUM,
+    PASSWORD,
+    LiveServer,
+    browser,
+    open_page,
+    server,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -23,15 +31,6 @@ pytestmark = [
 
 WAIT = 15_000  # ms; Playwright polls until then, nothing is asserted about time
 TAG = uuid.uuid4().hex[:6]  # this run's own host names, so queries see only its events
-
-
-@pytest.fixture(scope="module")
-def server():
-    srv = LiveServer()
-    srv.prepare()
-    srv.start()
-    yield srv
-    srv.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -83,35 +82,6 @@ def seeded(server, token) -> dict[str, int]:
         assert answer.status_code == 201, answer.text
         ids[name] = answer.json()["event_id"]
     return ids
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def open_page(browser):
-    contexts, errors = [], []
-
-    def make() -> Page:
-        context = browser.new_context(viewport={"width": 1366, "height": 768})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on(
-            "console",
-            lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text),
-        )
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-    assert errors == [], f"JavaScript or CSP errors on the page: {errors}"
 
 
 def sign_in(page: Page, server: LiveServer, path: str = "/events/", user: str = "analyst"):

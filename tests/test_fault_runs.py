@@ -20,7 +20,8 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.e2e]
+# every_database: the runs use the pass's PostgreSQL server (database_url), not a db fixture.
+pytestmark = [pytest.mark.e2e, pytest.mark.every_database]
 
 
 @pytest.fixture
