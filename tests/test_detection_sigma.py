@@ -136,9 +136,15 @@ def sqlite_matches(db: sqlite3.Connection, records: list[dict]) -> dict[str, set
 
 
 def engine_matches() -> dict[str, set]:
+    """The events each Sigma rule matched: those of its own alerts, and those it matched on a
+    built-in alert it was folded into (`also_matched`: one alert for one detection)."""
     found: dict[str, set] = defaultdict(set)
     for alert in Alert.objects.filter(rule_id__startswith="sigma:").prefetch_related("events"):
         found[alert.rule_id] |= {identity(event.raw) for event in alert.events.all()}
+    for alert in Alert.objects.exclude(also_matched=[]).prefetch_related("events"):
+        raws = {event.pk: event.raw for event in alert.events.all()}
+        for entry in alert.also_matched:
+            found[entry["id"]] |= {identity(raws[pk]) for pk in entry["event_ids"]}
     return found
 
 
@@ -278,6 +284,7 @@ def test_rules_that_cannot_be_loaded_are_listed_with_the_reason_and_the_rest_loa
                     rules: [11111111-1111-1111-1111-111111111111]
                     group-by: [IpAddress]
                     timespan: 5m
+                    condition: {gte: 0}
             """,
         },
     )
@@ -286,7 +293,7 @@ def test_rules_that_cannot_be_loaded_are_listed_with_the_reason_and_the_rest_loa
     assert set(errors) == {"broken.yml", "good_copy.yml", "placeholder.yml", "temporal.yml"}
     assert errors["good_copy.yml"] == "duplicate rule id: already loaded from good.yml"
     assert "placeholders" in errors["placeholder.yml"]
-    assert "temporal is not supported" in errors["temporal.yml"]
+    assert "temporal conditions other than all of its rules" in errors["temporal.yml"]
     assert [rule.title for rule in ruleset.rules] == ["Test failed logon"]
 
     real = load_rules(SIGMA_DIR)
@@ -338,13 +345,25 @@ def test_a_rule_disabled_in_the_admin_stops_alerting(django_capture_on_commit_ca
     row.save()
     with django_capture_on_commit_callbacks(execute=True):
         create_events([normalize_record(cleared)])
-    assert list(Alert.objects.values_list("rule_id", flat=True)) == ["builtin.audit_log_cleared"]
+    [alert] = Alert.objects.all()
+    assert (alert.rule_id, alert.also_matched) == ("builtin.audit_log_cleared", [])
 
     row.enabled = True
     row.save()
     with django_capture_on_commit_callbacks(execute=True):
         create_events([normalize_record({**cleared, "SubjectUserName": "bob"})])
-    assert Alert.objects.filter(rule_id=row.rule_id).count() == 1
+    # The Sigma rule detects the same event as the built-in rule: one alert, naming both.
+    bob = Alert.objects.get(dedup_key__endswith="|bob")
+    assert bob.rule_id == "builtin.audit_log_cleared"
+    [also] = bob.also_matched
+    event = bob.events.get()
+    assert also == {
+        "id": row.rule_id,
+        "name": "Security Event Log Cleared",
+        "level": "medium",
+        "event_ids": [event.pk],
+    }
+    assert not Alert.objects.filter(rule_id=row.rule_id).exists()
 
 
 @pytest.mark.django_db
