@@ -329,16 +329,19 @@ def test_field_matching_copes_with_what_real_windows_data_looks_like(tmp_path):
     assert (rule.category, rule.techniques) == ("credential_access", ["T1110.001"])
 
 
+CLEARED = {  # a Security log cleared (1102), as Windows writes it
+    "EventID": 1102,
+    "Computer": "DC-01",
+    "Channel": "Security",
+    "Provider_Name": "Microsoft-Windows-Eventlog",
+    "TimeCreated": "2020-07-22T20:29:27Z",
+    "SubjectUserName": "a-jbrown",
+}
+
+
 @pytest.mark.django_db
 def test_a_rule_disabled_in_the_admin_stops_alerting(django_capture_on_commit_callbacks):
-    cleared = {
-        "EventID": 1102,
-        "Computer": "DC-01",
-        "Channel": "Security",
-        "Provider_Name": "Microsoft-Windows-Eventlog",
-        "TimeCreated": "2020-07-22T20:29:27Z",
-        "SubjectUserName": "a-jbrown",
-    }
+    cleared = CLEARED
     get_engine()  # records the rules found in the database
     row = SigmaRuleRow.objects.get(title="Security Event Log Cleared")
     row.enabled = False
@@ -364,6 +367,31 @@ def test_a_rule_disabled_in_the_admin_stops_alerting(django_capture_on_commit_ca
         "event_ids": [event.pk],
     }
     assert not Alert.objects.filter(rule_id=row.rule_id).exists()
+
+
+@pytest.mark.django_db
+def test_the_alert_api_names_the_sigma_rules_folded_into_a_built_in_alert(
+    analyst, django_capture_on_commit_callbacks
+):
+    from tests.api_helpers import bearer_client
+
+    cleared = CLEARED
+    with django_capture_on_commit_callbacks(execute=True):
+        create_events([normalize_record(cleared)])
+    [alert] = Alert.objects.all()
+    response = bearer_client(analyst).get(f"/api/v1/alerts/{alert.alert_id}/")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["rule"]["id"] == "builtin.audit_log_cleared"
+    assert data["also_matched_by"] == [
+        {
+            "id": SigmaRuleRow.objects.get(title="Security Event Log Cleared").rule_id,
+            "name": "Security Event Log Cleared",
+            "source": "sigma",
+            "level": "medium",
+            "event_ids": data["event_ids"],
+        }
+    ]
 
 
 @pytest.mark.django_db

@@ -38,6 +38,9 @@ class BuiltinRule:
     # A sequence: the event code of each step, in order (the threshold is the first step's count,
     # every later step needs one event); the key's events must follow that order in the window.
     steps: tuple[int, ...] = ()
+    # Sigma rules (ids) that detect the same thing on the same events whatever their ATT&CK tags
+    # say (SigmaHQ retags rules to newer ATT&CK versions): folded into this rule's alerts.
+    covers: frozenset[str] = frozenset()
     threshold_setting: str = ""
     window_setting: str = ""
 
@@ -263,6 +266,15 @@ BUILTIN_RULES: tuple[BuiltinRule, ...] = (
         event_ids=frozenset({1102, 104}),
         match=_log_cleared,
         key=_by("subjectusername"),
+        # SigmaHQ tags these T1685.005 (ATT&CK v18) where this rule says T1070.001.
+        covers=frozenset(
+            {
+                "sigma:d99b79d2-0a6f-4f46-ad8b-260b6e17f982",  # Security Eventlog Cleared
+                "sigma:a122ac13-daf8-4175-83a2-72c387be339d",  # Security Event Log Cleared (old)
+                "sigma:a62b37e0-45d3-48d9-a517-90c1a1b0186b",  # Eventlog Cleared (System 104)
+                "sigma:100ef69e-3327-481c-8e5c-6d80d9507556",  # Important Windows Eventlog Cleared
+            }
+        ),
     ),
     BuiltinRule(
         rule_id="builtin.user_created",

@@ -96,6 +96,7 @@ class Finding:
     last_seen: datetime | None = None
     level: str = ""  # a Sigma rule's own level ("" for built-in rules)
     single: bool = True  # a single-event rule (not a window, a sequence or a correlation)
+    covers: frozenset[str] = frozenset()  # a built-in rule's Sigma rule ids (fold_duplicates)
     # Sigma findings on the same events folded into this (built-in) one: [{"id", "name",
     # "level", "event_ids"}] (fold_duplicates).
     also: list[dict] = field(default_factory=list)
@@ -307,6 +308,7 @@ class Engine:
                 group=group,
                 level=getattr(rule, "level", ""),
                 single=isinstance(rule, CompiledRule) or not getattr(rule, "window", True),
+                covers=getattr(rule, "covers", frozenset()),
             )
         return finding
 
@@ -350,9 +352,10 @@ def fold_duplicates(findings: list[Finding]) -> list[Finding]:
     """One alert when a built-in and a Sigma rule detect the same thing on the same events.
 
     A single-event Sigma finding whose events are all events of single-event built-in findings
-    of this micro-batch that share an ATT&CK technique family with it (the audit log cleared
-    seen by both `builtin.audit_log_cleared` and SigmaHQ's "Security Event Log Cleared",
-    T1070.001) raises no alert of its own: the Sigma rule is recorded on those built-in
+    of this micro-batch that share an ATT&CK technique family with it (DCSync seen by both
+    `builtin.dcsync` and SigmaHQ's "Mimikatz DC Sync", T1003.006), or that list it in their
+    `covers` table (the audit log cleared: SigmaHQ now tags it T1685.005, ATT&CK v18), raises
+    no alert of its own: the Sigma rule is recorded on those built-in
     findings (`also_matched`, with the events it matched). Matching is untouched: the rule
     still counts its matches. A Sigma finding with any event of its own or no shared technique,
     and windowed or correlated findings on either side (their events depend on thresholds and
@@ -366,13 +369,16 @@ def fold_duplicates(findings: list[Finding]) -> list[Finding]:
     kept: list[Finding] = []
     for finding in findings:
         sigma = finding.rule_id.startswith("sigma:")
-        if not sigma or not finding.single or not finding.techniques:
+        if not sigma or not finding.single:
             kept.append(finding)
             continue
         families = _families(finding.techniques)
         events = set(finding.event_ids)
         hosts = [
-            b for b in builtin if families & _families(b.techniques) and events & set(b.event_ids)
+            b
+            for b in builtin
+            if (finding.rule_id in b.covers or families & _families(b.techniques))
+            and events & set(b.event_ids)
         ]
         if not hosts or not events <= set().union(*(set(b.event_ids) for b in hosts)):
             kept.append(finding)
