@@ -21,6 +21,10 @@ events leave `pending`. Because add, measure and claim happen in one atomic step
   back, kept under `<key>:done:<token>` for DETECTION_STATE_TTL_SEC, instead of being measured
   again: the events it reported are reported again to the retry, and nothing is counted twice.
 
+Sequences (Sigma temporal correlations, the built-in "failures then a success") have their own
+script over the same kind of sets, one pair per step, with the same batch-token idempotency
+(`SEQUENCE_SCRIPT`, docs/detection.md "Sequences").
+
 Each step is O(log n) plus the events it reports, so a burst of thousands of failed logons
 costs the same per event as the first few. Distinct counts use the latest time each value was
 seen: exact for events arriving in time order, an undercount for very late ones. Sets are capped
@@ -319,6 +323,8 @@ class WindowStore:
     ) -> dict[tuple[str, tuple[str, ...]], WindowHit]:
         """Add each (rule_id, group, spec, event_id, ts, value), in order; hits per group.
 
+        For a sequence spec (`spec.steps`) the value is the event's step (0-based).
+
         One script call per (rule, group) of the batch, all in one pipeline: a burst of a
         thousand failed logons from one attacker is one call, not a thousand. With a `token`
         (stable across retries of the same micro-batch), a group already updated under that
@@ -382,7 +388,8 @@ class WindowStore:
             members, scores = pairs[0::2], [float(s) for s in pairs[1::2]]
             hits[name] = WindowHit(
                 int(reply[0]),
-                [int(m.split("|", 1)[0]) for m in members],
+                # An event of two steps of a sequence is reported once.
+                list(dict.fromkeys(int(m.split("|", 1)[0]) for m in members)),
                 min(scores) if scores else None,
                 max(scores) if scores else None,
             )
