@@ -10,6 +10,7 @@ specification's own example verbatim.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import timedelta
 
@@ -419,3 +420,90 @@ def test_threshold_and_window_come_from_settings_and_the_admin_row(
     )
     ingest([logon(9, ip="198.51.100.10")], django_capture_on_commit_callbacks)
     assert len(failed_then_success_alerts()) == 2
+
+
+# --- checked against pySigma's SQLite backend ----------------------------------------------------
+AGAINST_SQLITE = """\
+title: Failure then success, in order
+id: 7a1b0c2d-0000-4000-8000-00000000000a
+correlation:
+    type: temporal_ordered
+    rules: [one_failure, one_logon]
+    group-by: [TargetUserName, IpAddress]
+    timespan: 10m
+level: high
+---
+title: Failure and success, any order
+id: 7a1b0c2d-0000-4000-8000-00000000000b
+correlation:
+    type: temporal
+    rules: [one_failure, one_logon]
+    group-by: [TargetUserName, IpAddress]
+    timespan: 10m
+level: medium
+---
+title: One failure
+name: one_failure
+logsource: {product: windows, service: security}
+detection:
+    selection: {EventID: 4625}
+    condition: selection
+---
+title: One logon
+name: one_logon
+logsource: {product: windows, service: security}
+detection:
+    selection: {EventID: 4624}
+    condition: selection
+"""
+
+
+@pytest.mark.django_db
+def test_sequences_fire_for_the_same_groups_as_pysigma_sqlite(
+    settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """pySigma-backend-sqlite's temporal queries over the same records decide, per group,
+    whether each correlation fires; the engine must agree (distinct event times: the backend
+    orders strictly, the engine counts equal times as in order)."""
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+
+    from tests.test_detection_sigma import sqlite_logs
+
+    use_rules(settings, tmp_path, {"mr_pairs.yml": AGAINST_SQLITE})
+    cases = {  # source address: (failures, logons) in seconds
+        "198.51.100.1": ((0,), (300,)),  # in order: both
+        "198.51.100.2": ((300,), (0,)),  # reversed: temporal only
+        "198.51.100.3": ((0,), (600,)),  # exactly the timespan: both
+        "198.51.100.4": ((0,), (601,)),  # one second too far: neither
+        "198.51.100.5": ((10,), (0, 700)),  # the only ordered pair is 690 s apart: temporal
+        "198.51.100.6": ((0, 100), (650,)),  # the later failure is close enough: both
+        "198.51.100.7": ((0, 5, 9), ()),  # failures only: neither
+    }
+    records = []
+    for ip, (failures, logons) in cases.items():
+        records += [failed_logon(s, ip=ip) for s in failures] + [logon(s, ip=ip) for s in logons]
+    records.sort(key=lambda r: r["TimeCreated"])
+    ingest(records, django_capture_on_commit_callbacks)
+
+    db = sqlite_logs(records, normalized=True)
+    queries = sqliteBackend().convert(SigmaCollection.from_yaml(AGAINST_SQLITE))
+    reference = {}
+    for query, kind in zip(queries, ("a", "b"), strict=True):
+        cursor = db.execute(query)
+        column = [d[0] for d in cursor.description].index("group_keys")
+        reference[kind] = {json.loads(row[column])["IpAddress"] for row in cursor}
+    ours = {
+        kind: {
+            alert.dedup_key.rsplit("|", 1)[1]
+            for alert in Alert.objects.filter(
+                rule_id=f"sigma:7a1b0c2d-0000-4000-8000-00000000000{kind}"
+            )
+        }
+        for kind in ("a", "b")
+    }
+    assert ours == reference
+    assert ours == {
+        "a": {"198.51.100.1", "198.51.100.3", "198.51.100.6"},
+        "b": {"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.5", "198.51.100.6"},
+    }
