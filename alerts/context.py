@@ -116,6 +116,21 @@ def rule_info(rule_id: str) -> dict | None:
     return {"id": rule_id, "name": row.title or rule_id, "source": "sigma", "level": row.level}
 
 
+def also_matched_by(alert: Alert) -> list[dict]:
+    """The other rules that detected this alert's events and were folded into it (detection's
+    `fold_duplicates`): `[{"id","name","source","level","event_ids"}]`."""
+    return [
+        {
+            "id": entry.get("id", ""),
+            "name": entry.get("name") or entry.get("id", ""),
+            "source": "sigma" if str(entry.get("id", "")).startswith("sigma:") else "builtin",
+            "level": entry.get("level", ""),
+            "event_ids": list(entry.get("event_ids", [])),
+        }
+        for entry in alert.also_matched or []
+    ]
+
+
 def rule_document(rule_id: str) -> dict | None:
     """The rule with a way to read it: a Sigma rule's YAML as loaded from SIGMA_RULES_DIR, a
     built-in rule's description, techniques and the settings that tune it."""

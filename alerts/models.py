@@ -57,6 +57,9 @@ class Alert(models.Model):
         max_length=200, blank=True, help_text="Detection rule that raised it."
     )
     mitre_techniques = models.JSONField(default=list, blank=True)
+    # Sigma rules that matched this rule alert's events and were folded into it instead of
+    # raising their own alert: [{"id", "name", "level", "event_ids"}] (docs/detection.md).
+    also_matched = models.JSONField(default=list, blank=True)
     events = models.ManyToManyField("events.SecurityEvent", blank=True, related_name="alerts")
     # De-duplication: an open alert with the same key absorbs repeats (count, last_seen).
     dedup_key = models.CharField(max_length=255, blank=True)

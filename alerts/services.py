@@ -105,9 +105,11 @@ def create_alert(
     actor=None,
     occurrence_count: int = 1,
     first_seen: datetime | None = None,
+    also_matched: list[dict] | None = None,
 ) -> Alert:
     """A new alert. With `events`, its occurrence_count is the number of distinct events linked
-    (so `GET /alerts/{id}/events/` counts exactly `occurrence_count`)."""
+    (so `GET /alerts/{id}/events/` counts exactly `occurrence_count`). `also_matched`: the other
+    rules that detected the same events (detection folds them into this alert)."""
     now = timezone.now()
     events = list(dict.fromkeys(getattr(event, "pk", event) for event in events))
     if events:
@@ -129,6 +131,7 @@ def create_alert(
             first_seen=first_seen or seen_at or now,
             last_seen=seen_at or now,
             occurrence_count=occurrence_count,
+            also_matched=merge_also_matched([], also_matched) or [],
         )
         if events:
             _link_events(alert, events)
@@ -162,6 +165,7 @@ def raise_or_repeat(
     stays open as it was, its key suffixed with its id to free the key.
     """
     events = list(events)
+    also_matched = fields.pop("also_matched", None)
     for _attempt in range(3):
         open_alert = Alert.objects.filter(dedup_key=dedup_key, is_open=True).first()
         if open_alert is not None and _outside(open_alert, seen_at, dedup_window):
@@ -176,6 +180,7 @@ def raise_or_repeat(
                 seen_at=seen_at,
                 count=count,
                 first_seen=first_seen,
+                also_matched=also_matched,
             )
             return repeat, False
         try:
@@ -186,6 +191,7 @@ def raise_or_repeat(
                 actor=actor,
                 occurrence_count=count,
                 first_seen=first_seen,
+                also_matched=also_matched,
                 **fields,
             )
         except IntegrityError:
@@ -232,12 +238,19 @@ def raise_or_repeat_many(
         fresh = _unlinked([(alert, spec.get("events", ())) for alert, spec in repeats])
         repeated: list[Alert] = []
         links: list[tuple[Alert, list]] = []
+        widened: list[Alert] = []
         for (alert, spec), new_ids in zip(repeats, fresh, strict=True):
             count = len(new_ids) if spec.get("events") else spec.get("count", 1)
             if new_ids:
                 links.append((alert, new_ids))
             _count_repeat(alert, spec.get("seen_at"), count, spec.get("first_seen"), now)
+            merged = merge_also_matched(alert.also_matched, spec.get("also_matched"))
+            if merged is not None:
+                alert.also_matched = merged
+                widened.append(alert)
             repeated.append(alert)
+        for alert in widened:  # rare: a rule folded into this alert for the first time
+            Alert.objects.filter(pk=alert.pk).update(also_matched=alert.also_matched)
         if repeated:
             _write_repeats(repeated)
             _link_events_many(links)
@@ -246,6 +259,27 @@ def raise_or_repeat_many(
 
 
 REPEAT_FIELDS = ["occurrence_count", "first_seen", "last_seen", "updated_at"]
+# Event ids kept per rule folded into an alert (the alert's own links hold them all).
+MAX_ALSO_MATCHED_EVENTS = 1000
+
+
+def merge_also_matched(current: list[dict], new: list[dict] | None) -> list[dict] | None:
+    """`current` with the rules and event ids of `new` added; None when nothing changes."""
+    if not new:
+        return None
+    merged = {entry["id"]: dict(entry) for entry in current}
+    changed = False
+    for entry in new:
+        known = merged.get(entry["id"])
+        if known is None:
+            known = merged[entry["id"]] = {**entry, "event_ids": []}
+            changed = True
+        ids = list(dict.fromkeys([*known.get("event_ids", []), *entry.get("event_ids", [])]))
+        ids = ids[:MAX_ALSO_MATCHED_EVENTS]
+        if ids != known.get("event_ids"):
+            known["event_ids"] = ids
+            changed = True
+    return list(merged.values()) if changed else None
 
 
 def _write_repeats(alerts: list[Alert]) -> None:
@@ -350,6 +384,7 @@ def record_repeat(
     seen_at: datetime | None = None,
     count: int = 1,
     first_seen: datetime | None = None,
+    also_matched: list[dict] | None = None,
 ) -> Alert:
     """A repeat of the same detection: bump count and last_seen, broadcast `updated`.
 
@@ -361,7 +396,10 @@ def record_repeat(
         if events:
             count = len(new_ids)
         _count_repeat(alert, seen_at, count, first_seen, timezone.now())
-        alert.save(update_fields=REPEAT_FIELDS)
+        merged = merge_also_matched(alert.also_matched, also_matched)
+        if merged is not None:
+            alert.also_matched = merged
+        alert.save(update_fields=[*REPEAT_FIELDS, *(["also_matched"] if merged else [])])
         if new_ids:
             _link_events(alert, new_ids)
         get_connection_manager().broadcast_alert(alert, action="updated")

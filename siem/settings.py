@@ -437,6 +437,13 @@ DETECTION_BRUTE_FORCE_THRESHOLD = env_int("DETECTION_BRUTE_FORCE_THRESHOLD", 8, 
 DETECTION_BRUTE_FORCE_WINDOW_SEC = env_int("DETECTION_BRUTE_FORCE_WINDOW_SEC", 240, minimum=1)
 DETECTION_SPRAY_THRESHOLD = env_int("DETECTION_SPRAY_THRESHOLD", 6, minimum=2)
 DETECTION_SPRAY_WINDOW_SEC = env_int("DETECTION_SPRAY_WINDOW_SEC", 600, minimum=1)
+# Successful logon after repeated failures: N failures, then a success, all within the window.
+DETECTION_FAILED_THEN_SUCCESS_THRESHOLD = env_int(
+    "DETECTION_FAILED_THEN_SUCCESS_THRESHOLD", 5, minimum=1
+)
+DETECTION_FAILED_THEN_SUCCESS_WINDOW_SEC = env_int(
+    "DETECTION_FAILED_THEN_SUCCESS_WINDOW_SEC", 600, minimum=1
+)
 # A repeat more than this after the open alert's last_seen (event time) opens a new alert.
 DETECTION_DEDUP_WINDOW_SEC = env_int("DETECTION_DEDUP_WINDOW_SEC", 86400, minimum=1)
 DETECTION_STATE_TTL_SEC = env_int("DETECTION_STATE_TTL_SEC", 86400, minimum=60)

@@ -41,7 +41,7 @@ ALERT_FIELDS = {
     "event_ids",
 }
 
-DETAIL_FIELDS = {"timeline", "entities", "mitre", "rule", "incident_ids"}
+DETAIL_FIELDS = {"timeline", "entities", "mitre", "rule", "also_matched_by", "incident_ids"}
 
 
 def new_alert(**fields) -> Alert:

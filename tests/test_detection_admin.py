@@ -34,7 +34,8 @@ def test_builtin_rules_are_listed_with_their_defaults(staff_client):
     assert response.status_code == 200
     assert "Multiple failed login attempts" in page
     assert "8 in 240 s" in page  # brute force defaults from settings
-    assert DetectionRule.objects.count() == 11
+    assert DetectionRule.objects.count() == 12
+    assert "Successful logon after repeated failures" in page
 
 
 @pytest.mark.django_db

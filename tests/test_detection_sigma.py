@@ -136,9 +136,15 @@ def sqlite_matches(db: sqlite3.Connection, records: list[dict]) -> dict[str, set
 
 
 def engine_matches() -> dict[str, set]:
+    """The events each Sigma rule matched: those of its own alerts, and those it matched on a
+    built-in alert it was folded into (`also_matched`: one alert for one detection)."""
     found: dict[str, set] = defaultdict(set)
     for alert in Alert.objects.filter(rule_id__startswith="sigma:").prefetch_related("events"):
         found[alert.rule_id] |= {identity(event.raw) for event in alert.events.all()}
+    for alert in Alert.objects.exclude(also_matched=[]).prefetch_related("events"):
+        raws = {event.pk: event.raw for event in alert.events.all()}
+        for entry in alert.also_matched:
+            found[entry["id"]] |= {identity(raws[pk]) for pk in entry["event_ids"]}
     return found
 
 
@@ -278,6 +284,7 @@ def test_rules_that_cannot_be_loaded_are_listed_with_the_reason_and_the_rest_loa
                     rules: [11111111-1111-1111-1111-111111111111]
                     group-by: [IpAddress]
                     timespan: 5m
+                    condition: {gte: 0}
             """,
         },
     )
@@ -286,7 +293,7 @@ def test_rules_that_cannot_be_loaded_are_listed_with_the_reason_and_the_rest_loa
     assert set(errors) == {"broken.yml", "good_copy.yml", "placeholder.yml", "temporal.yml"}
     assert errors["good_copy.yml"] == "duplicate rule id: already loaded from good.yml"
     assert "placeholders" in errors["placeholder.yml"]
-    assert "temporal is not supported" in errors["temporal.yml"]
+    assert "temporal conditions other than all of its rules" in errors["temporal.yml"]
     assert [rule.title for rule in ruleset.rules] == ["Test failed logon"]
 
     real = load_rules(SIGMA_DIR)
@@ -322,29 +329,69 @@ def test_field_matching_copes_with_what_real_windows_data_looks_like(tmp_path):
     assert (rule.category, rule.techniques) == ("credential_access", ["T1110.001"])
 
 
+CLEARED = {  # a Security log cleared (1102), as Windows writes it
+    "EventID": 1102,
+    "Computer": "DC-01",
+    "Channel": "Security",
+    "Provider_Name": "Microsoft-Windows-Eventlog",
+    "TimeCreated": "2020-07-22T20:29:27Z",
+    "SubjectUserName": "a-jbrown",
+}
+
+
 @pytest.mark.django_db
 def test_a_rule_disabled_in_the_admin_stops_alerting(django_capture_on_commit_callbacks):
-    cleared = {
-        "EventID": 1102,
-        "Computer": "DC-01",
-        "Channel": "Security",
-        "Provider_Name": "Microsoft-Windows-Eventlog",
-        "TimeCreated": "2020-07-22T20:29:27Z",
-        "SubjectUserName": "a-jbrown",
-    }
+    cleared = CLEARED
     get_engine()  # records the rules found in the database
     row = SigmaRuleRow.objects.get(title="Security Event Log Cleared")
     row.enabled = False
     row.save()
     with django_capture_on_commit_callbacks(execute=True):
         create_events([normalize_record(cleared)])
-    assert list(Alert.objects.values_list("rule_id", flat=True)) == ["builtin.audit_log_cleared"]
+    [alert] = Alert.objects.all()
+    assert (alert.rule_id, alert.also_matched) == ("builtin.audit_log_cleared", [])
 
     row.enabled = True
     row.save()
     with django_capture_on_commit_callbacks(execute=True):
         create_events([normalize_record({**cleared, "SubjectUserName": "bob"})])
-    assert Alert.objects.filter(rule_id=row.rule_id).count() == 1
+    # The Sigma rule detects the same event as the built-in rule: one alert, naming both.
+    bob = Alert.objects.get(dedup_key__endswith="|bob")
+    assert bob.rule_id == "builtin.audit_log_cleared"
+    [also] = bob.also_matched
+    event = bob.events.get()
+    assert also == {
+        "id": row.rule_id,
+        "name": "Security Event Log Cleared",
+        "level": "medium",
+        "event_ids": [event.pk],
+    }
+    assert not Alert.objects.filter(rule_id=row.rule_id).exists()
+
+
+@pytest.mark.django_db
+def test_the_alert_api_names_the_sigma_rules_folded_into_a_built_in_alert(
+    analyst, django_capture_on_commit_callbacks
+):
+    from tests.api_helpers import bearer_client
+
+    cleared = CLEARED
+    with django_capture_on_commit_callbacks(execute=True):
+        create_events([normalize_record(cleared)])
+    [alert] = Alert.objects.all()
+    response = bearer_client(analyst).get(f"/api/v1/alerts/{alert.alert_id}/")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["rule"]["id"] == "builtin.audit_log_cleared"
+    assert data["also_matched_by"] == [
+        {
+            "id": SigmaRuleRow.objects.get(title="Security Event Log Cleared").rule_id,
+            "name": "Security Event Log Cleared",
+            "source": "sigma",
+            "level": "medium",
+            "event_ids": data["event_ids"],
+        }
+    ]
 
 
 @pytest.mark.django_db

@@ -80,6 +80,13 @@ class RuleSerializer(serializers.Serializer):
     level = serializers.CharField()
 
 
+class AlsoMatchedSerializer(RuleSerializer):
+    event_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="The alert's events this rule matched (at most 1,000).",
+    )
+
+
 class RuleDocumentSerializer(RuleSerializer):
     techniques = TechniqueSerializer(many=True)
     text = serializers.CharField(help_text="The Sigma YAML, or a built-in rule's definition.")
@@ -93,6 +100,7 @@ class AlertDetailSerializer(AlertSerializer):
     entities = serializers.SerializerMethodField()
     mitre = serializers.SerializerMethodField()
     rule = serializers.SerializerMethodField()
+    also_matched_by = serializers.SerializerMethodField()
     incident_ids = serializers.SerializerMethodField()
 
     class Meta(AlertSerializer.Meta):
@@ -101,6 +109,7 @@ class AlertDetailSerializer(AlertSerializer):
             "entities",
             "mitre",
             "rule",
+            "also_matched_by",
             "incident_ids",
             "timeline",
         ]
@@ -117,6 +126,10 @@ class AlertDetailSerializer(AlertSerializer):
     @extend_schema_field(RuleSerializer(allow_null=True))
     def get_rule(self, alert: Alert) -> dict | None:
         return context.rule(alert)
+
+    @extend_schema_field(AlsoMatchedSerializer(many=True))
+    def get_also_matched_by(self, alert: Alert) -> list[dict]:
+        return context.also_matched_by(alert)
 
     def get_incident_ids(self, alert: Alert) -> list[int]:
         return context.incident_ids(alert)

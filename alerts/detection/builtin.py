@@ -35,6 +35,12 @@ class BuiltinRule:
     key: Key
     window: bool = False  # correlated: counts events of one key within a window
     value: Callable[[FieldView], str] | None = None  # counts distinct values instead
+    # A sequence: the event code of each step, in order (the threshold is the first step's count,
+    # every later step needs one event); the key's events must follow that order in the window.
+    steps: tuple[int, ...] = ()
+    # Sigma rules (ids) that detect the same thing on the same events whatever their ATT&CK tags
+    # say (SigmaHQ retags rules to newer ATT&CK versions): folded into this rule's alerts.
+    covers: frozenset[str] = frozenset()
     threshold_setting: str = ""
     window_setting: str = ""
 
@@ -78,6 +84,36 @@ def _spray_key(view: FieldView) -> tuple[str, ...] | None:
     if not source or not view.first("targetusername"):
         return None
     return (source,)
+
+
+# Accounts whose failures and logons are the system's own, never a person guessing a password.
+_SYSTEM_ACCOUNTS = frozenset({"anonymous logon", "-", ""})
+# Failure statuses that are not a wrong password (Elastic's prebuilt rule leaves out the first
+# four): logon type not granted, no logon servers, clock skew, Netlogon not started; and the
+# right password refused because it expired or must be changed (an administrator at the
+# console of WIN-L0ZZQ76PMUF, benign log B: two 0xC0000224, then three typos, then a logon).
+_NOT_GUESSES = frozenset(
+    {"0xc000015b", "0xc000005e", "0xc0000133", "0xc0000192", "0xc0000224", "0xc0000071"}
+)
+
+
+def _failed_then_success_candidate(view: FieldView) -> bool:
+    account = view.first("targetusername")
+    if account in _SYSTEM_ACCOUNTS or _machine_account(account):
+        return False
+    if view.first("targetdomainname") in ("nt authority", "font driver host", "window manager"):
+        return False
+    if not _is(view, "eventid", "4625"):
+        return True
+    return view.first("status") not in _NOT_GUESSES and view.first("substatus") not in _NOT_GUESSES
+
+
+def _failed_then_success_key(view: FieldView) -> tuple[str, ...] | None:
+    account = view.first("targetusername")
+    source = remote_source(view) or view.first("workstationname")
+    if not account or not source:
+        return None  # no account or source to tie the success to the failures
+    return (_host(view), account, source)
 
 
 # --- accounts and groups -----------------------------------------------------------------------
@@ -204,6 +240,23 @@ BUILTIN_RULES: tuple[BuiltinRule, ...] = (
         window_setting="DETECTION_SPRAY_WINDOW_SEC",
     ),
     BuiltinRule(
+        rule_id="builtin.failed_then_success",
+        title="Successful logon after repeated failures",
+        description="Failed logons (4625) for one account from one source reached the "
+        "threshold, then the account logged on (4624) from that source, all within the window: "
+        "the password may have been guessed.",
+        severity=4,
+        category="brute_force",
+        techniques=("T1110",),
+        event_ids=frozenset({4625, 4624}),
+        match=_failed_then_success_candidate,
+        key=_failed_then_success_key,
+        window=True,
+        steps=(4625, 4624),
+        threshold_setting="DETECTION_FAILED_THEN_SUCCESS_THRESHOLD",
+        window_setting="DETECTION_FAILED_THEN_SUCCESS_WINDOW_SEC",
+    ),
+    BuiltinRule(
         rule_id="builtin.audit_log_cleared",
         title="Audit log cleared",
         description="The Security (1102) or System (104) event log was cleared.",
@@ -213,6 +266,15 @@ BUILTIN_RULES: tuple[BuiltinRule, ...] = (
         event_ids=frozenset({1102, 104}),
         match=_log_cleared,
         key=_by("subjectusername"),
+        # SigmaHQ tags these T1685.005 (ATT&CK v18) where this rule says T1070.001.
+        covers=frozenset(
+            {
+                "sigma:d99b79d2-0a6f-4f46-ad8b-260b6e17f982",  # Security Eventlog Cleared
+                "sigma:a122ac13-daf8-4175-83a2-72c387be339d",  # Security Event Log Cleared (old)
+                "sigma:a62b37e0-45d3-48d9-a517-90c1a1b0186b",  # Eventlog Cleared (System 104)
+                "sigma:100ef69e-3327-481c-8e5c-6d80d9507556",  # Important Windows Eventlog Cleared
+            }
+        ),
     ),
     BuiltinRule(
         rule_id="builtin.user_created",

@@ -36,7 +36,13 @@ from alerts.detection.builtin import BUILTIN_RULES, BuiltinRule
 from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.dispatch import Dispatch
 from alerts.detection.fields import FieldView, event_view, remote_source
-from alerts.detection.sigma import CompiledRule, RuleFilter, SigmaRuleSet, load_rules
+from alerts.detection.sigma import (
+    CompiledCorrelation,
+    CompiledRule,
+    RuleFilter,
+    SigmaRuleSet,
+    load_rules,
+)
 from alerts.detection.updates import installed_rules_dir
 from alerts.detection.windows import WindowSpec, WindowStore
 from alerts.services import raise_or_repeat_many
@@ -88,6 +94,12 @@ class Finding:
     count: int = 0
     first_seen: datetime | None = None
     last_seen: datetime | None = None
+    level: str = ""  # a Sigma rule's own level ("" for built-in rules)
+    single: bool = True  # a single-event rule (not a window, a sequence or a correlation)
+    covers: frozenset[str] = frozenset()  # a built-in rule's Sigma rule ids (fold_duplicates)
+    # Sigma findings on the same events folded into this (built-in) one: [{"id", "name",
+    # "level", "event_ids"}] (fold_duplicates).
+    also: list[dict] = field(default_factory=list)
 
     def add(
         self, event_ids: list[int], count: int, seen: datetime, first: datetime | None = None
@@ -125,8 +137,11 @@ class Engine:
         sigma: SigmaRuleSet | None = None,
         store: WindowStore | None = None,
         builtin: tuple[BuiltinRule, ...] = BUILTIN_RULES,
+        *,
+        fold: bool = True,
     ) -> None:
         self.sigma = sigma or SigmaRuleSet()
+        self.fold = fold  # fold_duplicates (off: every rule raises its own alerts, as before)
         self._store = store
         self.builtin = builtin
         self._config: DetectionConfig | None = None
@@ -198,7 +213,10 @@ class Engine:
                     continue
                 if rule.window:
                     spec = self._builtin_spec(rule, settings_)
-                    value = rule.value(view) if rule.value else ""
+                    if rule.steps:
+                        value = rule.steps.index(code)
+                    else:
+                        value = rule.value(view) if rule.value else ""
                     requests.append((rule.rule_id, group, spec, event.pk, ts, value))
                     pending[(rule.rule_id, group)] = (rule, settings_, view)
                     continue
@@ -212,19 +230,23 @@ class Engine:
                     group = sigma_key(view)
                     self._finding(findings, rule, None, view, group).add([event.pk], 1, _ts(event))
                 for correlation in rule.correlations:
-                    if correlation.rule_id in config.sigma_disabled:
+                    if (
+                        correlation.rule_id in config.sigma_disabled
+                        or not correlation.generates_alerts
+                    ):
                         continue
                     group = tuple(view.value(name) for name in correlation.group_by)
                     if None in group:
                         continue  # a missing group-by field never groups; "-" is a value
-                    spec = WindowSpec(
-                        correlation.window_seconds,
-                        correlation.threshold,
-                        correlation.exact,
-                        correlation.kind == "value_count",
-                    )
-                    value = view.first(correlation.value_field) if correlation.value_field else ""
-                    requests.append((correlation.rule_id, group, spec, event.pk, ts, value))
+                    spec = _sigma_spec(correlation)
+                    if correlation.temporal:
+                        for step in correlation.steps_of(rule.rule_id):
+                            requests.append((correlation.rule_id, group, spec, event.pk, ts, step))
+                    else:
+                        value = (
+                            view.first(correlation.value_field) if correlation.value_field else ""
+                        )
+                        requests.append((correlation.rule_id, group, spec, event.pk, ts, value))
                     pending[(correlation.rule_id, group)] = (correlation, None, view)
 
         if requests:
@@ -249,7 +271,8 @@ class Engine:
                     last = datetime.fromtimestamp(hit.last_ts, tz=UTC)
                     finding.add(hit.reported, len(hit.reported), last, first)
 
-        return list(findings.values()), fired
+        found = list(findings.values())
+        return (fold_duplicates(found) if self.fold else found), fired
 
     @staticmethod
     def _applies(rule: CompiledRule, view: FieldView) -> bool:
@@ -262,11 +285,12 @@ class Engine:
 
     @staticmethod
     def _builtin_spec(rule: BuiltinRule, settings_: RuleSettings) -> WindowSpec:
-        return WindowSpec(
-            settings_.window_seconds or rule.default_window(),
-            settings_.threshold or rule.default_threshold(),
-            distinct=rule.value is not None,
-        )
+        window = settings_.window_seconds or rule.default_window()
+        threshold = settings_.threshold or rule.default_threshold()
+        if rule.steps:  # the threshold is the first step's count (N failures, then a success)
+            counts = (threshold,) + (1,) * (len(rule.steps) - 1)
+            return WindowSpec(window, threshold, steps=counts, ordered=True, anchored=True)
+        return WindowSpec(window, threshold, distinct=rule.value is not None)
 
     @staticmethod
     def _finding(findings, rule, settings_, view: FieldView, group) -> Finding:
@@ -282,6 +306,9 @@ class Engine:
                 description=f"{rule.description}\n\nKey: {' / '.join(group)}".strip(),
                 hostname=view.event.computer,
                 group=group,
+                level=getattr(rule, "level", ""),
+                single=isinstance(rule, CompiledRule) or not getattr(rule, "window", True),
+                covers=getattr(rule, "covers", frozenset()),
             )
         return finding
 
@@ -308,11 +335,84 @@ class Engine:
                     "rule_id": finding.rule_id,
                     "mitre_techniques": finding.techniques,
                     "description": finding.description,
+                    **({"also_matched": finding.also} if finding.also else {}),
                 }
                 for finding in findings
             ],
             dedup_window=timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC),
         )
+
+
+def _families(techniques: list[str]) -> set[str]:
+    """ATT&CK technique families: T1070.001 and T1070 are both T1070."""
+    return {technique.split(".", 1)[0].upper() for technique in techniques}
+
+
+def fold_duplicates(findings: list[Finding]) -> list[Finding]:
+    """One alert when a built-in and a Sigma rule detect the same thing on the same events.
+
+    A single-event Sigma finding whose events are all events of single-event built-in findings
+    of this micro-batch that share an ATT&CK technique family with it (DCSync seen by both
+    `builtin.dcsync` and SigmaHQ's "Mimikatz DC Sync", T1003.006), or that list it in their
+    `covers` table (the audit log cleared: SigmaHQ now tags it T1685.005, ATT&CK v18), raises
+    no alert of its own: the Sigma rule is recorded on those built-in
+    findings (`also_matched`, with the events it matched). Matching is untouched: the rule
+    still counts its matches. A Sigma finding with any event of its own or no shared technique,
+    and windowed or correlated findings on either side (their events depend on thresholds and
+    batch boundaries, not on the event alone), alert as before.
+    """
+    builtin = [
+        f for f in findings if not f.rule_id.startswith("sigma:") and f.single and f.event_ids
+    ]
+    if not builtin:
+        return findings
+    kept: list[Finding] = []
+    for finding in findings:
+        sigma = finding.rule_id.startswith("sigma:")
+        if not sigma or not finding.single:
+            kept.append(finding)
+            continue
+        families = _families(finding.techniques)
+        events = set(finding.event_ids)
+        hosts = [
+            b
+            for b in builtin
+            if (finding.rule_id in b.covers or families & _families(b.techniques))
+            and events & set(b.event_ids)
+        ]
+        if not hosts or not events <= set().union(*(set(b.event_ids) for b in hosts)):
+            kept.append(finding)
+            continue
+        for host in hosts:
+            mine = sorted(events & set(host.event_ids))
+            entry = {
+                "id": finding.rule_id,
+                "name": finding.title,
+                "level": finding.level,
+                "event_ids": mine,
+            }
+            known = next((e for e in host.also if e["id"] == finding.rule_id), None)
+            if known is None:
+                host.also.append(entry)
+            else:
+                known["event_ids"] = sorted({*known["event_ids"], *mine})
+    return kept
+
+
+def _sigma_spec(correlation: CompiledCorrelation) -> WindowSpec:
+    if correlation.temporal:
+        return WindowSpec(
+            correlation.window_seconds,
+            correlation.threshold,
+            steps=tuple(count for _ids, count in correlation.steps),
+            ordered=correlation.kind == "temporal_ordered",
+        )
+    return WindowSpec(
+        correlation.window_seconds,
+        correlation.threshold,
+        correlation.exact,
+        correlation.kind == "value_count",
+    )
 
 
 def _ts(event) -> datetime:

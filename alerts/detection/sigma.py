@@ -10,7 +10,7 @@ tests as the reference the matcher is checked against, on the real data.
 2. Correlation rules are resolved against the rules of every file (`name` or `id`).
 3. Each rule's post-processed condition tree (pySigma resolves selections, `1 of`, modifiers) is
    compiled into nested closures; anything we cannot evaluate faithfully (placeholders, pipe
-   aggregations, temporal correlations...) becomes a load error with its reason, never a crash.
+   aggregations, value statistics...) becomes a load error with its reason, never a crash.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.correlations import (
+    SigmaCorrelationCondition,
     SigmaCorrelationConditionOperator,
     SigmaCorrelationRule,
     SigmaCorrelationType,
@@ -433,12 +434,25 @@ class CompiledCorrelation:
     techniques: list[str]
     description: str
     path: str
-    kind: str  # "event_count" or "value_count"
+    kind: str  # "event_count", "value_count", "temporal" or "temporal_ordered"
     group_by: list[str]
     window_seconds: int
     threshold: int  # fires when the metric reaches this (gt N is stored as N + 1)
     exact: bool  # `eq`: fires only while the metric equals the threshold
     value_field: str | None = None
+    # Temporal: per step (its `rules` in order), the base rule ids whose events make it and how
+    # many it needs (1; a chained event_count correlation: its threshold).
+    steps: list[tuple[frozenset[str], int]] = field(default_factory=list)
+    # False when another correlation uses this one as a step (and does not `generate`).
+    generates_alerts: bool = True
+
+    @property
+    def temporal(self) -> bool:
+        return self.kind in ("temporal", "temporal_ordered")
+
+    def steps_of(self, rule_id: str) -> list[int]:
+        """The steps an event of this base rule counts for."""
+        return [k for k, (ids, _count) in enumerate(self.steps) if rule_id in ids]
 
 
 @dataclass
@@ -521,16 +535,38 @@ _OPERATORS = {
 }
 
 
+_KINDS = {
+    SigmaCorrelationType.EVENT_COUNT: "event_count",
+    SigmaCorrelationType.VALUE_COUNT: "value_count",
+    SigmaCorrelationType.TEMPORAL: "temporal",
+    SigmaCorrelationType.TEMPORAL_ORDERED: "temporal_ordered",
+}
+_TEMPORAL = (SigmaCorrelationType.TEMPORAL, SigmaCorrelationType.TEMPORAL_ORDERED)
+
+
 def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorrelation:
-    kinds = {
-        SigmaCorrelationType.EVENT_COUNT: "event_count",
-        SigmaCorrelationType.VALUE_COUNT: "value_count",
-    }
-    if rule.type not in kinds:
+    if rule.type not in _KINDS:
         raise Unsupported(f"correlation type {rule.type.name.lower()} is not supported")
     if rule.aliases and rule.aliases.aliases:
         raise Unsupported("correlation field aliases are not supported")
     condition = rule.condition
+    if rule.type in _TEMPORAL:
+        references = rule.rules or []
+        every = (SigmaCorrelationConditionOperator.GTE, len(references))
+        if not isinstance(condition, SigmaCorrelationCondition) or (
+            (condition.op, condition.count) != every
+        ):
+            raise Unsupported("temporal conditions other than all of its rules are not supported")
+        if not rule.group_by:
+            raise Unsupported("temporal correlations without group-by are not supported")
+        return CompiledCorrelation(
+            **_common(rule, path),
+            kind=_KINDS[rule.type],
+            group_by=[name.lower() for name in rule.group_by],
+            window_seconds=int(rule.timespan.seconds),
+            threshold=len(references),
+            exact=False,
+        )
     if condition.op not in _OPERATORS:
         raise Unsupported(
             f"correlation condition {condition.op.name.lower()} cannot fire in real time"
@@ -543,7 +579,7 @@ def _compile_correlation(rule: SigmaCorrelationRule, path: str) -> CompiledCorre
         value_field = condition.fieldref.lower()
     return CompiledCorrelation(
         **_common(rule, path),
-        kind=kinds[rule.type],
+        kind=_KINDS[rule.type],
         group_by=[name.lower() for name in rule.group_by or []],
         window_seconds=int(rule.timespan.seconds),
         threshold=int(condition.count) + offset,
@@ -660,24 +696,75 @@ def load_rules(directory: str | Path, rule_filter: RuleFilter | None = None) -> 
         result.rules.append(compiled)
 
     entries = {entry.rule_id: entry for entry in result.entries}
-    for rule, path in parsed:
-        if not isinstance(rule, SigmaCorrelationRule) or rule.errors or id(rule) in duplicates:
-            continue
-        entry = entries[_common(rule, path)["rule_id"]]
-        try:
-            correlation = _compile_correlation(rule, path)
-            bases = []
-            for reference in rule.rules:
-                base = getattr(reference, "rule", None)
-                if base is None or id(base) not in compiled_by_rule:
-                    raise Unsupported(f"referenced rule {reference.reference!r} is not loaded")
-                bases.append(compiled_by_rule[id(base)])
-        except Exception as exc:  # noqa: BLE001 - listed, never raised
-            entry.error = str(exc)
-            continue
-        for base in bases:
-            base.correlations.append(correlation)
-            if not rule.generate:
-                base.generates_alerts = False
-        result.correlations.append(correlation)
+    counting: dict[int, tuple[CompiledCorrelation, list[CompiledRule]]] = {}
+    # Counting correlations first: a temporal one may use them as steps (chained correlations).
+    for temporal in (False, True):
+        for rule, path in parsed:
+            if not isinstance(rule, SigmaCorrelationRule) or rule.errors or id(rule) in duplicates:
+                continue
+            if (rule.type in _TEMPORAL) != temporal:
+                continue
+            entry = entries[_common(rule, path)["rule_id"]]
+            try:
+                correlation = _compile_correlation(rule, path)
+                if temporal:
+                    bases = _temporal_steps(rule, correlation, compiled_by_rule, counting)
+                else:
+                    bases = [_base(reference, compiled_by_rule) for reference in rule.rules]
+            except Exception as exc:  # noqa: BLE001 - listed, never raised
+                entry.error = str(exc)
+                continue
+            for base in bases:
+                if correlation not in base.correlations:
+                    base.correlations.append(correlation)
+                if not rule.generate:
+                    base.generates_alerts = False
+            if not temporal:
+                counting[id(rule)] = (correlation, bases)
+            result.correlations.append(correlation)
     return result
+
+
+def _base(reference, compiled_by_rule: dict[int, CompiledRule]) -> CompiledRule:
+    base = getattr(reference, "rule", None)
+    if base is None or id(base) not in compiled_by_rule:
+        raise Unsupported(f"referenced rule {reference.reference!r} is not loaded")
+    return compiled_by_rule[id(base)]
+
+
+def _temporal_steps(
+    rule: SigmaCorrelationRule,
+    correlation: CompiledCorrelation,
+    compiled_by_rule: dict[int, CompiledRule],
+    counting: dict[int, tuple[CompiledCorrelation, list[CompiledRule]]],
+) -> list[CompiledRule]:
+    """The steps of a temporal correlation, in its `rules` order; returns the base rules.
+
+    A step is a Sigma rule (one event), or an event_count correlation over Sigma rules grouped
+    by the same fields (its threshold of events; the spec's "failed logins followed by a
+    successful login"): in a temporal_ordered sequence all of the step's events precede the
+    next step's, and the whole sequence lies within the outer timespan.
+    """
+    bases: list[CompiledRule] = []
+    for reference in rule.rules:
+        target = getattr(reference, "rule", None)
+        if isinstance(target, SigmaCorrelationRule):
+            inner = counting.get(id(target))
+            if inner is None:
+                raise Unsupported(f"referenced correlation {reference.reference!r} is not loaded")
+            step, step_bases = inner
+            if step.kind != "event_count" or step.exact:
+                raise Unsupported("only event_count (gte/gt) correlations can be temporal steps")
+            if set(step.group_by) != set(correlation.group_by):
+                raise Unsupported("a correlation step must group by the same fields")
+            if correlation.kind != "temporal_ordered" and step.threshold > 1:
+                raise Unsupported("counted steps are supported in temporal_ordered only")
+            if not rule.generate:
+                step.generates_alerts = False
+            correlation.steps.append((frozenset(b.rule_id for b in step_bases), step.threshold))
+            bases.extend(step_bases)
+            continue
+        base = _base(reference, compiled_by_rule)
+        correlation.steps.append((frozenset({base.rule_id}), 1))
+        bases.append(base)
+    return bases

@@ -49,6 +49,7 @@ class Command(BaseCommand):
         keys: dict[str, set] = defaultdict(set)
         hosts: dict[str, set] = defaultdict(set)
         titles: dict[str, str] = {}
+        folded: dict[str, set] = defaultdict(set)  # Sigma rule: built-in alerts it joined
         try:
             events = unsaved_events(items)
             for start in range(0, len(events), batch_size):
@@ -58,6 +59,9 @@ class Command(BaseCommand):
                     keys[finding.rule_id].add(finding.dedup_key)
                     hosts[finding.rule_id].add(finding.hostname)
                     titles[finding.rule_id] = finding.title
+                    for entry in finding.also:
+                        folded[entry["id"]].add(finding.rule_id)
+                        titles.setdefault(entry["id"], entry["name"])
         except redis.RedisError as exc:
             raise CommandError(f"Redis is needed for the windows: {exc}") from None
         finally:
@@ -66,12 +70,15 @@ class Command(BaseCommand):
         self.stdout.write(f"{len(items)} event(s) replayed (dry run: nothing stored)")
         self.stdout.write(f"{'matches':>8} {'alerts':>6}  rule")
         for rule_id, count in fired.most_common():
+            also = f"  also on: {', '.join(sorted(folded[rule_id]))}" if folded[rule_id] else ""
             self.stdout.write(
                 f"{count:8} {len(keys[rule_id]):6}  {rule_id}  {titles.get(rule_id, '')}"
-                f"  hosts: {', '.join(sorted(hosts[rule_id]))}"
+                f"  hosts: {', '.join(sorted(hosts[rule_id]))}{also}"
             )
         if not fired:
             self.stdout.write("no rule fired")
+        else:
+            self.stdout.write(f"{sum(len(k) for k in keys.values())} alert(s) in all")
 
     @staticmethod
     def _forget(prefix: str) -> None:

@@ -195,6 +195,10 @@ function renderRule() {
   } else {
     facts.push(['Raised by', alert.source === 'ai' ? 'the AI analyzer' : 'hand (manual alert)']);
   }
+  for (const also of alert.also_matched_by || []) {
+    const events = also.event_ids.length === 1 ? '1 event' : `${also.event_ids.length} events`;
+    facts.push(['Also matched by', `${also.name} (${also.source === 'sigma' ? 'Sigma' : 'built-in'}, ${also.level || '–'}, ${events}) · ${also.id}`]);
+  }
   if (alert.description) facts.push(['Description', alert.description]);
   $('rule').replaceChildren(...facts.flatMap(([term, value]) => [h('dt', { text: term }), h('dd', { text: value })]));
   $('rule-text-box').hidden = !rule;
