@@ -24,6 +24,7 @@ from alerts.detection.builtin import BUILTIN_BY_ID
 from alerts.models import DetectionRule, RuleException, SigmaLevel, SigmaRule
 from siem.api_common import StandardPagination
 from siem.choices import Severity
+from siem.strict_params import reject_unknown
 
 TAGS = ["rules"]
 LEVELS = SigmaLevel.values
@@ -147,12 +148,6 @@ class CoverageSerializer(serializers.Serializer):
 
 
 # --- views -------------------------------------------------------------------------------------
-def _strict(request, known: set[str]) -> None:
-    unknown = sorted(set(request.query_params) - known - {"format"})
-    if unknown:
-        raise ValidationError({name: ["Unknown filter parameter."] for name in unknown})
-
-
 def _rule_or_404(rule_id: str) -> dict:
     rule = catalog.one_rule(rule_id)
     if rule is None:
@@ -197,7 +192,8 @@ class RuleListView(APIView):
     def get(self, request):
         paginator = self.pagination_class()
         known = {name for name in RuleFilterSerializer().fields}
-        _strict(request, known | {paginator.page_query_param, paginator.page_size_query_param})
+        pages = {paginator.page_query_param, paginator.page_size_query_param, "format"}
+        reject_unknown(request.query_params, known | pages)
         filters = RuleFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         rules = catalog.filter_rules(catalog.all_rules(), filters.validated_data)
@@ -214,7 +210,7 @@ class RuleCoverageView(APIView):
         responses={200: CoverageSerializer},
     )
     def get(self, request):
-        _strict(request, set())
+        reject_unknown(request.query_params, {"format"})
         return Response(CoverageSerializer(catalog.coverage()).data)
 
 
