@@ -1,21 +1,26 @@
 """Hits per rule: alerts raised and events matched per rule and hour, and the last hit.
 
-`record_hits` upserts one `RuleHit` row per rule and hour in the detection transaction (a
-retried batch rolls back with it, so nothing counts twice); `hits_by_rule` reads the 24 h and
-7 d sums for the rules API and the admin with one grouped query over the (rule, hour) index.
+`record_hits` upserts one `RuleHit` row per rule and hour, and the rule's all-time row (hour
+`ALL_TIME`: totals and the last hit), in the detection transaction (a retried batch rolls back
+with it, so nothing counts twice). `hits_by_rule` reads the 24 h and 7 d sums from the rows of
+the last 7 days only (the `hour` index) and the last hit from the all-time rows: the cost
+follows the rules that fired this week, never the number of alerts or older history.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Max, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
+
+# The `hour` of a rule's all-time row (never inside a 24 h or 7 d window).
+ALL_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def record_hits(counts: dict[str, tuple[int, int]], now: datetime | None = None) -> None:
-    """Add (alerts raised, events matched) per rule to this hour's row; one statement per rule,
+    """Add (alerts raised, events matched) per rule to this hour's row and its all-time row;
     in rule order (two workers never deadlock), inside the caller's transaction."""
     if not counts:
         return
@@ -35,10 +40,14 @@ def record_hits(counts: dict[str, tuple[int, int]], now: datetime | None = None)
         f" last_hit = CASE WHEN excluded.last_hit > {table}.last_hit"
         f" THEN excluded.last_hit ELSE {table}.last_hit END"
     )
+    # Raw SQL: datetimes as the ORM stores them (SQLite keeps naive UTC text).
+    adapt = connection.ops.adapt_datetimefield_value
+    buckets, last = [adapt(ALL_TIME), adapt(hour)], adapt(now)
     with connection.cursor() as cursor:
         for rule_id in sorted(counts):
             alerts, events = counts[rule_id]
-            cursor.execute(statement, [rule_id, hour, alerts, events, now])
+            for bucket in buckets:
+                cursor.execute(statement, [rule_id, bucket, alerts, events, last])
 
 
 def hits_by_rule(rule_ids=None, now: datetime | None = None) -> dict[str, dict]:
@@ -52,17 +61,26 @@ def hits_by_rule(rule_ids=None, now: datetime | None = None) -> dict[str, dict]:
     now = now or timezone.now()
     hour = now.replace(minute=0, second=0, microsecond=0)
     day, week = hour - timedelta(hours=23), hour - timedelta(hours=167)
-    rows = RuleHit.objects.all()
+    rows = RuleHit.objects.order_by()
     if rule_ids is not None:
         rows = rows.filter(rule_id__in=list(rule_ids))
-    totals = rows.values("rule_id").annotate(
-        alerts_24h=Sum("alerts", filter=Q(hour__gte=day), default=0),
-        events_24h=Sum("events", filter=Q(hour__gte=day), default=0),
-        alerts_7d=Sum("alerts", filter=Q(hour__gte=week), default=0),
-        events_7d=Sum("events", filter=Q(hour__gte=week), default=0),
-        last_hit=Max("last_hit"),
+    result = {
+        rule_id: {**EMPTY_HITS, "last_hit": last_hit}
+        for rule_id, last_hit in rows.filter(hour=ALL_TIME).values_list("rule_id", "last_hit")
+    }
+    recent = (
+        rows.filter(hour__gte=week)
+        .values("rule_id")
+        .annotate(
+            alerts_24h=Sum("alerts", filter=Q(hour__gte=day), default=0),
+            events_24h=Sum("events", filter=Q(hour__gte=day), default=0),
+            alerts_7d=Sum("alerts"),
+            events_7d=Sum("events"),
+        )
     )
-    return {row.pop("rule_id"): row for row in totals.order_by()}
+    for row in recent:
+        result.setdefault(row.pop("rule_id"), dict(EMPTY_HITS)).update(row)
+    return result
 
 
 EMPTY_HITS = {"alerts_24h": 0, "events_24h": 0, "alerts_7d": 0, "events_7d": 0, "last_hit": None}
@@ -99,4 +117,4 @@ def hit_annotations(now: datetime | None = None) -> dict:
 
     return {
         f"{name}_{period}": total(name, period) for name in ("alerts", "events") for period in since
-    } | {"last_hit": Subquery(rows.order_by("-last_hit").values("last_hit")[:1])}
+    } | {"last_hit": Subquery(rows.filter(hour=ALL_TIME).values("last_hit")[:1])}
