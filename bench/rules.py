@@ -4,9 +4,9 @@
    Windows rule + the built-in rules) without exceptions and with one exception on each of the
    `--excepted` rules that match most often (a condition that never holds: the worst case, every
    match of those rules tests it). Rounds alternate; CPU-time rates, medians.
-2. The rules list (`alerts.detection.rules.all_rules` + filter + serializer, what
-   GET /api/v1/rules/ does) and the coverage, with `--hit-rows` RuleHit rows spread over the
-   rules and the last 7 days.
+2. GET /api/v1/rules/ (a page of 50 and of 500, ordered by hits, filtered by technique) and
+   /coverage/ through DRF's test client, with `--hit-rows` RuleHit rows spread over the rules
+   and the last 7 days (the worst case: every row inside the window), and their parts.
 
     .venv/bin/python bench/rules.py --events 20000
 """
@@ -34,7 +34,7 @@ def cpu_rate(run, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=20_000, help="0: only the list")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--excepted", type=int, default=50, help="rules given an exception")
     parser.add_argument("--rounds", type=int, default=3)
@@ -48,12 +48,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
         base.setup_django(Path(tmp) / "bench.sqlite3", args.sigma_dir)
         from django.conf import settings
+        from django.contrib.auth.models import Group, User
         from django.utils import timezone
+        from rest_framework.test import APIClient
 
-        from alerts.api.rules import ManagedRuleSerializer
+        from accounts.roles import ADMIN
         from alerts.detection import rules as catalog
         from alerts.detection.engine import get_engine
-        from alerts.detection.hits import ALL_TIME
+        from alerts.detection.hits import ALL_TIME, hits_by_rule
         from alerts.detection.replay import unsaved_events
         from alerts.detection.windows import default_client
         from alerts.models import RuleException, RuleHit
@@ -69,7 +71,7 @@ def main() -> None:
                 f"excepted rules make {share:.0%} of {sum(fired.values())} matches"
             )
             rates: dict[str, list[float]] = {"no exceptions": [], "with exceptions": []}
-            for _ in range(args.rounds):
+            for _ in range(args.rounds if events else 0):
                 for label in rates:
                     RuleException.objects.all().delete()
                     if label == "with exceptions":
@@ -83,7 +85,10 @@ def main() -> None:
                         cpu_rate(lambda: base.run_match(engine, events, args.batch), len(events))
                     )
             for label, values in rates.items():
-                print(f"match, {label:16} {statistics.median(values):9,.0f} events/CPU-s {values}")
+                if values:
+                    print(
+                        f"match, {label:16} {statistics.median(values):9,.0f} events/CPU-s {values}"
+                    )
         finally:
             client = default_client()
             keys = list(client.scan_iter(f"{settings.REDIS_KEY_PREFIX}:*", count=1000))
@@ -111,16 +116,23 @@ def main() -> None:
             for rule in rules
         )
         print(f"{len(rules)} rules, {RuleHit.objects.count()} RuleHit rows")
+        user = User.objects.create(username="bench", is_superuser=True)
+        user.groups.add(Group.objects.get_or_create(name=ADMIN)[0])
+        client = APIClient()
+        client.force_authenticate(user)
+
+        def api(path: str) -> None:
+            response = client.get(path, HTTP_HOST="localhost")
+            assert response.status_code == 200, response.content[:300]
+
         for label, run in (
-            ("list (all)", lambda: ManagedRuleSerializer(catalog.all_rules(), many=True).data),
-            (
-                "list (technique)",
-                lambda: (
-                    ManagedRuleSerializer(
-                        catalog.filter_rules(catalog.all_rules(), {"technique": "T1059"}), many=True
-                    ).data
-                ),
-            ),
+            ("API page of 50", lambda: api("/api/v1/rules/")),
+            ("API page of 500", lambda: api("/api/v1/rules/?page_size=500")),
+            ("API by hits", lambda: api("/api/v1/rules/?ordering=-alerts_24h")),
+            ("API technique", lambda: api("/api/v1/rules/?technique=T1059")),
+            ("API coverage", lambda: api("/api/v1/rules/coverage/")),
+            ("hits only", hits_by_rule),
+            ("rules only", lambda: catalog.all_rules(with_hits=False)),
             ("coverage", catalog.coverage),
         ):
             times = []

@@ -196,8 +196,13 @@ class RuleListView(APIView):
         reject_unknown(request.query_params, known | pages)
         filters = RuleFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        rules = catalog.filter_rules(catalog.all_rules(), filters.validated_data)
+        data = filters.validated_data
+        # Hits of every rule only to order by them; otherwise of the page's rules alone.
+        by_hits = data.get("ordering", "").lstrip("-") in catalog.HIT_ORDERINGS
+        rules = catalog.filter_rules(catalog.all_rules(with_hits=by_hits), data)
         page = paginator.paginate_queryset(rules, request, view=self)
+        if not by_hits:
+            catalog.attach_hits(page, only_these=True)
         return paginator.get_paginated_response(ManagedRuleSerializer(page, many=True).data)
 
 

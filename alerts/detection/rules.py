@@ -21,7 +21,8 @@ from alerts.models import DetectionRule, RuleException, SigmaRule
 
 SEVERITY_LEVEL = {severity: level for level, severity in LEVEL_SEVERITY.items()}
 SIGMA_FIELDS = ("rule_id", "title", "path", "kind", "level", "level_override", "techniques")
-ORDERINGS = ("id", "name", "level", "alerts_24h", "alerts_7d", "events_24h", "events_7d")
+HIT_ORDERINGS = ("alerts_24h", "alerts_7d", "events_24h", "events_7d")
+ORDERINGS = ("id", "name", "level", *HIT_ORDERINGS)
 OTHER_TACTIC = "Other"
 COVERAGE_RULE_FIELDS = ("id", "name", "source", "enabled")
 
@@ -82,11 +83,17 @@ def all_rules(*, with_hits: bool = True) -> list[dict]:
         .annotate(n=Count("pk"))
         .values_list("rule_id", "n")
     )
-    hits = hits_by_rule() if with_hits else {}
     for rule in rules:
         rule["exception_count"] = counts.get(rule["id"], 0)
-        rule["hits"] = hits.get(rule["id"], EMPTY_HITS)
         rule["techniques"] = [attack.describe(t) for t in rule["technique_ids"]]
+    return attach_hits(rules) if with_hits else rules
+
+
+def attach_hits(rules: list[dict], *, only_these: bool = False) -> list[dict]:
+    """Each rule's `hits`; `only_these` reads the hits of these rules alone (a page of them)."""
+    hits = hits_by_rule([rule["id"] for rule in rules] if only_these else None)
+    for rule in rules:
+        rule["hits"] = hits.get(rule["id"], EMPTY_HITS)
     return rules
 
 
@@ -102,9 +109,8 @@ def one_rule(rule_id: str) -> dict | None:
             return None
         rule = _sigma(row[0])
     rule["exception_count"] = RuleException.objects.filter(rule_id=rule_id).count()
-    rule["hits"] = hits_by_rule([rule_id]).get(rule_id, EMPTY_HITS)
     rule["techniques"] = [attack.describe(t) for t in rule["technique_ids"]]
-    return rule
+    return attach_hits([rule], only_these=True)[0]
 
 
 def _covers(technique_ids: list[str], wanted: str) -> bool:
