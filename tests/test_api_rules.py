@@ -109,6 +109,10 @@ def test_ordering_by_hits(clients):
     assert [rule["id"] for rule in rules[:2]] == [TASK_BURST, "builtin.dcsync"]
     assert rules[0]["hits"]["events_24h"] == 9 and rules[0]["hits"]["last_hit"]
     assert listed(clients["viewer"], "&ordering=id")[0]["id"] == "builtin.admin_share_access"
+    # Not ordered by hits: the page's rules read their own hits.
+    [dcsync] = listed(clients["viewer"], "&q=dcsync&source=builtin")
+    assert (dcsync["hits"]["alerts_24h"], dcsync["hits"]["events_7d"]) == (2, 4)
+    assert clients["viewer"].get("/api/v1/rules/builtin.dcsync/").json()["hits"]["alerts_7d"] == 2
 
 
 @pytest.mark.parametrize(
