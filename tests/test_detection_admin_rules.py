@@ -28,6 +28,7 @@ def rules_dir(settings, tmp_path):
 
 @pytest.fixture
 def staff(admin_user, analyst, viewer):
+    """The three named users, each allowed into the admin site (staff, not superuser)."""
     for user in (admin_user, analyst, viewer):
         user.is_staff = True
         user.save()

@@ -30,6 +30,21 @@ def _invalidate() -> None:
     invalidate_config()
 
 
+def _apply(row, changes: dict) -> dict:
+    """Set and save the changed fields of a locked row; {field: {"from", "to"}} of what changed
+    (nothing saved when nothing did)."""
+    diff = {
+        name: {"from": getattr(row, name), "to": value}
+        for name, value in changes.items()
+        if getattr(row, name) != value
+    }
+    if diff:
+        for name in diff:
+            setattr(row, name, changes[name])
+        row.save()
+    return diff
+
+
 def update_detection_rule(rule: DetectionRule, *, actor, **changes) -> DetectionRule:
     """Change a built-in rule's overrides; `rule.enabled` flips are `rule.enabled/disabled`."""
     unknown = set(changes) - set(DETECTION_RULE_FIELDS)
@@ -37,17 +52,9 @@ def update_detection_rule(rule: DetectionRule, *, actor, **changes) -> Detection
         raise ValueError(f"not a detection rule setting: {', '.join(sorted(unknown))}")
     with transaction.atomic():
         rule = DetectionRule.objects.select_for_update().get(pk=rule.pk)
-        before = {name: getattr(rule, name) for name in changes}
-        diff = {
-            name: {"from": before[name], "to": value}
-            for name, value in changes.items()
-            if before[name] != value
-        }
+        diff = _apply(rule, changes)
         if not diff:
             return rule
-        for name, value in changes.items():
-            setattr(rule, name, value)
-        rule.save()
         action = "rule.changed"
         if set(diff) == {"enabled"}:
             action = "rule.enabled" if rule.enabled else "rule.disabled"
@@ -161,16 +168,9 @@ def update_rule_exception(exception: RuleException, *, actor, **changes) -> Rule
         changes["conditions"] = _conditions(changes["conditions"])
     with transaction.atomic():
         exception = RuleException.objects.select_for_update().get(pk=exception.pk)
-        diff = {
-            name: {"from": getattr(exception, name), "to": value}
-            for name, value in changes.items()
-            if getattr(exception, name) != value
-        }
+        diff = _apply(exception, changes)
         if not diff:
             return exception
-        for name, value in changes.items():
-            setattr(exception, name, value)
-        exception.save()
         audit.record(
             "rule.exception_changed",
             actor=actor,
