@@ -217,3 +217,15 @@ def test_a_rolled_back_batch_counts_no_hits(django_capture_on_commit_callbacks):
     assert not RuleHit.objects.exists()
     get_engine().process(events)
     assert hits_by_rule()[TASK_RULE]["events_24h"] == 1
+
+
+def test_the_daily_purge_drops_hour_rows_past_the_window_and_keeps_the_totals():
+    from siem.tasks import purge_expired_data
+
+    now = timezone.now()
+    record_hits({"r": (1, 2)}, now=now - timedelta(hours=200))
+    record_hits({"r": (1, 3)}, now=now - timedelta(hours=100))
+    before = hits_by_rule()["r"]
+    assert purge_expired_data()["rule_hit_rows_deleted"] == 1
+    assert hits_by_rule()["r"] == before
+    assert RuleHit.objects.get(rule_id="r", hour=ALL_TIME).events == 5

@@ -118,3 +118,13 @@ def hit_annotations(now: datetime | None = None) -> dict:
     return {
         f"{name}_{period}": total(name, period) for name in ("alerts", "events") for period in since
     } | {"last_hit": Subquery(rows.filter(hour=ALL_TIME).values("last_hit")[:1])}
+
+
+def purge_old_hits(now: datetime | None = None) -> int:
+    """Delete the hour rows no read uses any more (older than the 7-day window); the all-time
+    rows stay. Run by the daily retention purge (siem/retention.py)."""
+    from alerts.models import RuleHit
+
+    now = now or timezone.now()
+    week = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=167)
+    return RuleHit.objects.filter(hour__lt=week, hour__gt=ALL_TIME).delete()[0]
