@@ -229,3 +229,35 @@ def test_the_daily_purge_drops_hour_rows_past_the_window_and_keeps_the_totals():
     assert purge_expired_data()["rule_hit_rows_deleted"] == 1
     assert hits_by_rule()["r"] == before
     assert RuleHit.objects.get(rule_id="r", hour=ALL_TIME).events == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hits_stay_exact_with_workers_racing_on_the_same_rules():
+    """Upserts from several threads (each its own connection and transactions) add up."""
+    import threading
+
+    from django.db import connection, transaction
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serializes writers; the race is PostgreSQL's")
+    errors: list[Exception] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(25):
+                with transaction.atomic():
+                    record_hits({"a": (1, 2), "b": (0, 3)})
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    hits = hits_by_rule()
+    assert (hits["a"]["alerts_24h"], hits["a"]["events_24h"]) == (100, 200)
+    assert hits["b"]["events_7d"] == 300
