@@ -3,7 +3,8 @@
 Services call `record` inside their transaction, so a rolled-back change leaves no entry and a
 committed one always has its entry. Actions (docs/security.md "What is audited"):
 `session.revoked`, `agent.enrolled`, `agent.token_revoked`, `rule.enabled`, `rule.disabled`,
-`rule.changed`, `rules.reloaded`, `user.roles_changed`, `login.lockout`.
+`rule.changed`, `rule.exception_added`, `rule.exception_changed`, `rule.exception_removed`,
+`rules.reloaded`, `user.roles_changed`, `login.lockout`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 - `IsRoleUser`: any user in a role group (admin, analyst, viewer; superusers count as admin).
 - `CanTriage`: admins and analysts.
 - `ReadRoleWriteTriage`: safe methods for any role user, writes for admins and analysts.
+- `ReadRoleWriteAdmin`: safe methods for any role user, writes for admins only.
 
 Anonymous requests fail with 401 (the authentication class sends `WWW-Authenticate`); a user
 who is logged in but has no role group gets 403.
@@ -43,6 +44,7 @@ class CanTriage(BasePermission):
 
 class ReadRoleWriteTriage(BasePermission):
     message = "Only the admin and analyst roles may change data; viewers read."
+    writers = frozenset({roles.ADMIN, roles.ANALYST})
 
     def has_permission(self, request, view) -> bool:
         role = request_role(request)
@@ -50,4 +52,11 @@ class ReadRoleWriteTriage(BasePermission):
             if role is None:
                 self.message = IsRoleUser.message
             return role in roles.ROLES
-        return role in {roles.ADMIN, roles.ANALYST}
+        return role in self.writers
+
+
+class ReadRoleWriteAdmin(ReadRoleWriteTriage):
+    """Safe methods for any role user, writes for admins only (detection rules)."""
+
+    message = "Only the admin role may change this; analysts and viewers read."
+    writers = frozenset({roles.ADMIN})

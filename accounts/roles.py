@@ -40,6 +40,7 @@ _READ_MODELS = (
     "alerts.alertactivity",
     "alerts.detectionrule",
     "alerts.sigmarule",
+    "alerts.ruleexception",
     "incidents.incident",
     "incidents.incidentactivity",
     "agents.agent",

@@ -15,7 +15,8 @@ from django.db.models.functions import Coalesce, NullIf, Trunc
 
 from alerts import attack
 from alerts.detection.builtin import BUILTIN_BY_ID
-from alerts.models import Alert, SigmaRule
+from alerts.detection.updates import installed_rules_dir
+from alerts.models import Alert, DetectionRule, SigmaRule
 from events.models import SecurityEvent
 
 MAX_VALUES = 50  # per entity kind: a spray over 5,000 accounts lists the first 50
@@ -102,18 +103,25 @@ def rule(alert: Alert) -> dict | None:
 
 
 def rule_info(rule_id: str) -> dict | None:
+    """The rule's level is the one it raises alerts with now (the admin's override if any)."""
     builtin = BUILTIN_BY_ID.get(rule_id)
     if builtin is not None:
+        override = DetectionRule.objects.filter(rule_id=rule_id).values_list("severity", flat=True)
         return {
             "id": rule_id,
             "name": builtin.title,
             "source": "builtin",
-            "level": SEVERITY_LEVEL.get(builtin.severity, ""),
+            "level": SEVERITY_LEVEL.get(next(iter(override), None) or builtin.severity, ""),
         }
     row = SigmaRule.objects.filter(rule_id=rule_id).first()
     if row is None:
         return None
-    return {"id": rule_id, "name": row.title or rule_id, "source": "sigma", "level": row.level}
+    return {
+        "id": rule_id,
+        "name": row.title or rule_id,
+        "source": "sigma",
+        "level": row.effective_level,
+    }
 
 
 def also_matched_by(alert: Alert) -> list[dict]:
@@ -152,12 +160,17 @@ def rule_document(rule_id: str) -> dict | None:
             "format": "text",
         }
     row = SigmaRule.objects.get(rule_id=rule_id)
-    return {**info, "techniques": [], "text": _sigma_text(row.path), "format": "yaml"}
+    return {
+        **info,
+        "techniques": attack.techniques(row.techniques),
+        "text": _sigma_text(row.path),
+        "format": "yaml",
+    }
 
 
 def _sigma_text(relative: str) -> str:
     """The rule file, read only from inside SIGMA_RULES_DIR (the path comes from the database)."""
-    root = settings.SIGMA_RULES_DIR
+    root = settings.SIGMA_RULES_DIR or installed_rules_dir()
     if not root or not relative:
         return ""
     base = Path(root).resolve()

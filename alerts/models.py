@@ -144,6 +144,14 @@ class DetectionRule(models.Model):
         return self.rule_id
 
 
+class SigmaLevel(models.TextChoices):
+    INFORMATIONAL = "informational", "informational"
+    LOW = "low", "low"
+    MEDIUM = "medium", "medium"
+    HIGH = "high", "high"
+    CRITICAL = "critical", "critical"
+
+
 class SigmaRule(models.Model):
     """A Sigma rule found in SIGMA_RULES_DIR: loaded or refused (with the reason), and enabled."""
 
@@ -151,7 +159,14 @@ class SigmaRule(models.Model):
     title = models.CharField(max_length=255, blank=True)
     path = models.CharField(max_length=500, blank=True)
     kind = models.CharField(max_length=16, blank=True, help_text="rule, correlation or file")
-    level = models.CharField(max_length=16, blank=True)
+    level = models.CharField(max_length=16, blank=True, help_text="The rule's own level.")
+    level_override = models.CharField(
+        max_length=16,
+        blank=True,
+        choices=SigmaLevel.choices,
+        help_text="The level (alert severity) to raise with instead of the rule's own.",
+    )
+    techniques = models.JSONField(default=list, blank=True, help_text="ATT&CK technique ids.")
     enabled = models.BooleanField(default=True)
     error = models.TextField(blank=True, help_text="Why the rule could not be loaded.")
     loaded_at = models.DateTimeField(default=timezone.now)
@@ -166,3 +181,57 @@ class SigmaRule(models.Model):
     @property
     def loaded(self) -> bool:
         return not self.error
+
+    @property
+    def effective_level(self) -> str:
+        return self.level_override or self.level
+
+
+class RuleException(models.Model):
+    """Events a rule must not alert on: every condition holds (field value, case-insensitive).
+
+    `conditions` maps a field name as the rule reads it (`SubjectUserName`, `host`) to one value
+    or a list of values (any of them). A rule's exceptions are alternatives: one that holds is
+    enough. Applied by the engine (alerts/detection/exceptions.py) before alerting and before
+    counting into the rule's correlation windows.
+    """
+
+    rule_id = models.CharField(max_length=255, db_index=True)
+    conditions = models.JSONField(help_text='e.g. {"SubjectUserName": "svc_backup"}')
+    comment = models.TextField(blank=True, help_text="Why: the ticket, the owner, the expiry.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["rule_id", "pk"]
+        verbose_name = "rule exception"
+
+    def __str__(self) -> str:
+        shown = ", ".join(f"{name}: {value}" for name, value in (self.conditions or {}).items())
+        return f"{self.rule_id} unless {shown}"[:255]
+
+
+class RuleHit(models.Model):
+    """Per rule and hour (wall clock): alerts raised, events matched, the last hit.
+
+    Written in the detection transaction (one upsert per rule per batch), so a retried batch
+    counts once; read by the rules API and admin for the 24 h and 7 d figures.
+    """
+
+    rule_id = models.CharField(max_length=255)
+    hour = models.DateTimeField()
+    alerts = models.PositiveIntegerField(default=0)
+    events = models.PositiveBigIntegerField(default=0)
+    last_hit = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rule_id", "hour"], name="rule_hit_rule_hour"),
+        ]
+        indexes = [models.Index(fields=["hour"], name="rule_hit_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} {self.hour:%Y-%m-%d %H}h"

@@ -24,6 +24,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from alerts.detection.hits import purge_old_hits
 from alerts.models import Alert
 from events.models import EventRollup, SecurityEvent
 from incidents.models import IncidentStatus
@@ -40,6 +41,7 @@ class PurgeResult:
     events_kept: int = 0
     alerts_deleted: int = 0
     rollups_deleted: int = 0
+    rule_hit_rows_deleted: int = 0
     batches: int = 0
     seconds: float = 0.0
 
@@ -56,6 +58,7 @@ def purge_expired(now: datetime | None = None) -> PurgeResult:
         purge_events(now - timedelta(days=settings.EVENTS_RETENTION_DAYS), result)
     if settings.ALERTS_RETENTION_DAYS:
         purge_closed_alerts(now - timedelta(days=settings.ALERTS_RETENTION_DAYS), result)
+    result.rule_hit_rows_deleted = purge_old_hits(now)  # hour rows past the rules' 7-day window
     result.seconds = round(time.monotonic() - started, 3)
     logger.info("Retention purge: %s", result.as_dict())
     return result

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("dashboard/", views.dashboard),
     path("events/", views.hunt, name="hunt"),
+    path("rules/", views.rules_page, name="rules-page"),
     path("alerts/<int:alert_id>/", views.alert_page, name="alert-page"),
     path("incidents/<int:incident_id>/", views.incident_page, name="incident-page"),
     # Before admin.site.urls: a staff session's one-time WebSocket ticket (live alert list).

@@ -1,5 +1,5 @@
-"""The analysts' pages (live dashboard, alert, incident) and the admin's WebSocket credential
-endpoint.
+"""The analysts' pages (live dashboard, alert, incident, hunting, rules) and the admin's
+WebSocket credential endpoint.
 
 The page holds no secret: it is plain HTML and static JavaScript; the analyst signs in through
 `POST /api/v1/auth/login` and the page keeps the JWT in sessionStorage.
@@ -77,6 +77,13 @@ def incident_page(request: HttpRequest, incident_id: int) -> HttpResponse:
 def hunt(request: HttpRequest) -> HttpResponse:
     """The hunting page (/events/): `?q=`, `?range=15m|1h|24h|7d` or `?since=&until=` in the URL."""
     return _page(request, "hunt/index.html", {"ws_path": EVENTS_WS_PATH})
+
+
+@require_GET
+def rules_page(request: HttpRequest) -> HttpResponse:
+    """The rules page (/rules/): ATT&CK coverage, the rules with their hits, one rule's text;
+    `?technique=`, `?q=`, `?source=`, `?enabled=`, `?level=` and `?rule=` in the URL."""
+    return _page(request, "rules/index.html", {})
 
 
 @never_cache

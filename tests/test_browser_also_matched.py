@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser_support import CHROMIUM, ROOT, LiveServer
-from tests.test_browser_cases import browser, open_page, sign_in_at  # noqa: F401 (fixtures)
+from tests.browser_support import CHROMIUM, ROOT, LiveServer, browser, open_page  # noqa: F401
+from tests.test_browser_cases import sign_in_at
 
 pytestmark = [
     pytest.mark.browser,

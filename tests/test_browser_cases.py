@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -84,6 +84,9 @@ def test_the_alert_page_shows_its_events_entities_and_pivots_to_hunting(server, 
     for technique in alert["mitre"]:
         expect(page.locator("#mitre")).to_contain_text(f"{technique['id']} {technique['name']}")
     expect(page.locator("#rule")).to_contain_text(alert["rule"]["name"])
+    rule_link = page.locator("#rule a", has_text=alert["rule"]["name"])
+    rule_href = "/rules/?" + urlencode({"rule": alert["rule"]["id"]})
+    expect(rule_link).to_have_attribute("href", rule_href)
     user = alert["entities"]["users"][0]
     expect(page.locator('#entities dd[data-entity="users"]')).to_contain_text(user)
 

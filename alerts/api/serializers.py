@@ -87,12 +87,6 @@ class AlsoMatchedSerializer(RuleSerializer):
     )
 
 
-class RuleDocumentSerializer(RuleSerializer):
-    techniques = TechniqueSerializer(many=True)
-    text = serializers.CharField(help_text="The Sigma YAML, or a built-in rule's definition.")
-    format = serializers.CharField(help_text="`yaml` (Sigma) or `text` (built-in).")
-
-
 class AlertDetailSerializer(AlertSerializer):
     """One alert: what (rule, ATT&CK), where and who (entities), its cases and its timeline."""
 

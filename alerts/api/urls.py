@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from alerts.api import views
+from alerts.api import rules, views
 from siem.api_common import route
 
 _ONE = r"alerts/(?P<alert_id>[0-9]+)"
+_RULE = r"rules/(?P<rule_id>[^/]+)"
 
 urlpatterns = [
     route("alerts", views.AlertListView.as_view(), "alert-list"),
@@ -15,5 +16,14 @@ urlpatterns = [
     route(f"{_ONE}/occurrences", views.AlertOccurrencesView.as_view(), "alert-occurrences"),
     route(f"{_ONE}/related", views.AlertRelatedView.as_view(), "alert-related"),
     route(f"{_ONE}/comments", views.AlertCommentsView.as_view(), "alert-comments"),
-    route(r"rules/(?P<rule_id>[^/]+)", views.RuleDetailView.as_view(), "rule-detail"),
+    # Detection rules (rules.py); `coverage` before the rule ids (which never read "coverage").
+    route("rules", rules.RuleListView.as_view(), "rule-list"),
+    route("rules/coverage", rules.RuleCoverageView.as_view(), "rule-coverage"),
+    route(_RULE, rules.RuleDetailView.as_view(), "rule-detail"),
+    route(f"{_RULE}/exceptions", rules.RuleExceptionListView.as_view(), "rule-exception-list"),
+    route(
+        rf"{_RULE}/exceptions/(?P<exception_id>[0-9]+)",
+        rules.RuleExceptionDetailView.as_view(),
+        "rule-exception-detail",
+    ),
 ]

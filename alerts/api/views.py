@@ -1,5 +1,5 @@
 """Alerts: list, create, read (with context and timeline), edit, acknowledge, assign, resolve,
-its events, related alerts, comments; and a detection rule's text.
+its events, related alerts, comments. Detection rules are in rules.py.
 
 Every write is one call to `alerts.services`; its InvalidTransition becomes 409 and its
 ValidationError 400 (siem.api.exception_handler).
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator as DjangoPaginator
 from django.db.models import Prefetch
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, status
@@ -29,7 +28,6 @@ from alerts.api.serializers import (
     OccurrencesSerializer,
     RelatedAlertSerializer,
     ResolveSerializer,
-    RuleDocumentSerializer,
 )
 from alerts.models import Alert
 from events.api.serializers import EventSerializer
@@ -234,20 +232,3 @@ class AlertOccurrencesView(APIView):
 
 
 AlertCommentsView = comments_view(Alert, services.add_comment, "alerts")
-
-
-class RuleDetailView(APIView):
-    """GET /rules/{rule_id}/: a detection rule and its text, to read why an alert fired."""
-
-    permission_classes = [IsRoleUser]
-
-    @extend_schema(
-        tags=["alerts"],
-        summary="A detection rule (built-in or Sigma) with its text",
-        responses={200: RuleDocumentSerializer, 404: None},
-    )
-    def get(self, request, rule_id: str):
-        document = context.rule_document(rule_id)
-        if document is None:
-            raise Http404("No such rule.")
-        return Response(RuleDocumentSerializer(document).data)

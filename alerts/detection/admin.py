@@ -1,4 +1,5 @@
-"""Admin pages for detection: built-in rule overrides and the Sigma rules found on disk.
+"""Admin pages for detection: built-in rule overrides, the Sigma rules found on disk (level
+override), rule exceptions, and hits per rule (24 h / 7 d, last hit) in both rule lists.
 
 Imported by alerts/admin.py. Changes take effect in this process at once and in every other
 worker within DETECTION_CONFIG_TTL_SEC (the engine re-reads these tables that often).
@@ -6,17 +7,78 @@ worker within DETECTION_CONFIG_TTL_SEC (the engine re-reads these tables that of
 
 from __future__ import annotations
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from alerts.detection import services
 from alerts.detection.builtin import BUILTIN_BY_ID
 from alerts.detection.catalog import ensure_builtin_rows
-from alerts.models import DetectionRule, SigmaRule
+from alerts.detection.exceptions import normalize_conditions
+from alerts.detection.hits import hit_annotations
+from alerts.models import DetectionRule, RuleException, SigmaRule
+
+HIT_COLUMNS = ("alerts_24h", "events_24h", "alerts_7d", "events_7d", "last_hit", "exceptions")
+
+
+class RuleStatsMixin:
+    """Hits per rule and the exception count as sortable columns of a rule changelist."""
+
+    def get_queryset(self, request):
+        counts = (
+            RuleException.objects.filter(rule_id=OuterRef("rule_id"))
+            .order_by()
+            .values("rule_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                **hit_annotations(),
+                exception_count=Coalesce(Subquery(counts, output_field=IntegerField()), 0),
+            )
+        )
+
+    @admin.display(description="alerts 24 h", ordering="alerts_24h")
+    def alerts_24h(self, obj) -> int:
+        return obj.alerts_24h
+
+    @admin.display(description="events 24 h", ordering="events_24h")
+    def events_24h(self, obj) -> int:
+        return obj.events_24h
+
+    @admin.display(description="alerts 7 d", ordering="alerts_7d")
+    def alerts_7d(self, obj) -> int:
+        return obj.alerts_7d
+
+    @admin.display(description="events 7 d", ordering="events_7d")
+    def events_7d(self, obj) -> int:
+        return obj.events_7d
+
+    @admin.display(description="last hit", ordering="last_hit")
+    def last_hit(self, obj):
+        return obj.last_hit
+
+    @admin.display(description="exceptions", ordering="exception_count")
+    def exceptions(self, obj) -> str:
+        query = urlencode({"rule_id": obj.rule_id})
+        listing = reverse("admin:alerts_ruleexception_changelist") + "?" + query
+        adding = reverse("admin:alerts_ruleexception_add") + "?" + query
+        return format_html(
+            '<a href="{}">{}</a> · <a href="{}">add</a>', listing, obj.exception_count, adding
+        )
 
 
 @admin.register(DetectionRule)
-class DetectionRuleAdmin(admin.ModelAdmin):
+class DetectionRuleAdmin(RuleStatsMixin, admin.ModelAdmin):
     list_display = (
         "rule_id",
         "title",
@@ -25,6 +87,7 @@ class DetectionRuleAdmin(admin.ModelAdmin):
         "window_seconds",
         "severity",
         "defaults",
+        *HIT_COLUMNS,
         "updated_at",
     )
     list_editable = ("enabled", "threshold", "window_seconds", "severity")
@@ -89,13 +152,43 @@ class LoadedFilter(admin.SimpleListFilter):
 
 
 @admin.register(SigmaRule)
-class SigmaRuleAdmin(admin.ModelAdmin):
-    list_display = ("title", "kind", "level", "enabled", "loaded", "error_short", "path")
-    list_editable = ("enabled",)
-    list_filter = ("enabled", LoadedFilter, "kind", "level")
+class SigmaRuleAdmin(RuleStatsMixin, admin.ModelAdmin):
+    list_display = (
+        "title",
+        "kind",
+        "level",
+        "level_override",
+        "enabled",
+        "loaded",
+        *HIT_COLUMNS,
+        "error_short",
+        "path",
+    )
+    list_editable = ("enabled", "level_override")
+    list_filter = ("enabled", LoadedFilter, "kind", "level", "level_override")
     search_fields = ("title", "path", "rule_id", "error")
-    readonly_fields = ("rule_id", "title", "path", "kind", "level", "error", "loaded_at")
-    fields = ("title", "rule_id", "path", "kind", "level", "enabled", "error", "loaded_at")
+    readonly_fields = (
+        "rule_id",
+        "title",
+        "path",
+        "kind",
+        "level",
+        "techniques",
+        "error",
+        "loaded_at",
+    )
+    fields = (
+        "title",
+        "rule_id",
+        "path",
+        "kind",
+        "level",
+        "level_override",
+        "techniques",
+        "enabled",
+        "error",
+        "loaded_at",
+    )
     actions = ("enable", "disable", "reload")
 
     def has_add_permission(self, request) -> bool:
@@ -113,10 +206,14 @@ class SigmaRuleAdmin(admin.ModelAdmin):
         return False  # rows mirror SIGMA_RULES_DIR; disable a rule instead (audited)
 
     def save_model(self, request, obj, form, change) -> None:
-        """Only `enabled` is editable; through the service, audited."""
+        """Only `enabled` and `level_override` are editable; through the services, audited."""
         if "enabled" in form.changed_data:
             services.set_sigma_rules_enabled(
                 [obj], enabled=form.cleaned_data["enabled"], actor=request.user
+            )
+        if "level_override" in form.changed_data:
+            services.set_sigma_rule_level(
+                obj, level=form.cleaned_data["level_override"], actor=request.user
             )
 
     # Every action declares the permission it needs: a view-only staff member (viewer) sees
@@ -146,3 +243,70 @@ class SigmaRuleAdmin(admin.ModelAdmin):
             f"{len(ruleset.rules) + len(ruleset.correlations)} rule(s) loaded, {refused} refused. "
             "Workers pick up new rule files when restarted.",
         )
+
+
+class RuleExceptionForm(forms.ModelForm):
+    class Meta:
+        model = RuleException
+        fields = ("rule_id", "conditions", "comment")
+        help_texts = {
+            "rule_id": "builtin.… or sigma:… (the rule lists link here with it filled in).",
+            "conditions": "Field → value or list of values, all must hold, e.g. "
+            '{"SubjectUserName": "svc_backup"} or {"host": ["ws01", "ws02"]}. Exact, '
+            "case-insensitive; field names as the rule reads them.",
+        }
+
+    def clean_rule_id(self) -> str:
+        rule_id = self.cleaned_data["rule_id"].strip()
+        if not services.known_rule(rule_id):
+            raise ValidationError(f"No such rule: {rule_id}")
+        return rule_id
+
+    def clean_conditions(self):
+        try:
+            return normalize_conditions(self.cleaned_data["conditions"])
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+@admin.register(RuleException)
+class RuleExceptionAdmin(admin.ModelAdmin):
+    form = RuleExceptionForm
+    list_display = ("rule_id", "rule_title", "conditions", "comment", "created_by", "updated_at")
+    list_filter = ("rule_id",)
+    search_fields = ("rule_id", "comment")
+    readonly_fields = ("created_by", "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # An exception stays with its rule: change it, or remove it and add another.
+        return (*self.readonly_fields, "rule_id") if obj is not None else self.readonly_fields
+
+    @admin.display(description="rule")
+    def rule_title(self, obj: RuleException) -> str:
+        builtin = BUILTIN_BY_ID.get(obj.rule_id)
+        if builtin is not None:
+            return builtin.title
+        row = SigmaRule.objects.filter(rule_id=obj.rule_id).values_list("title", flat=True)
+        return next(iter(row), "(unknown rule)")
+
+    def save_model(self, request, obj, form, change) -> None:
+        """Through the services: audited, and every engine reloads its exceptions."""
+        data = form.cleaned_data
+        if change:
+            changes = {name: data[name] for name in ("conditions", "comment")}
+            saved = services.update_rule_exception(obj, actor=request.user, **changes)
+        else:
+            saved = services.add_rule_exception(
+                data["rule_id"],
+                conditions=data["conditions"],
+                comment=data.get("comment", ""),
+                actor=request.user,
+            )
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj) -> None:
+        services.delete_rule_exception(obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for exception in queryset:
+            services.delete_rule_exception(exception, actor=request.user)

@@ -25,6 +25,10 @@ def sync_sigma_rules(ruleset: SigmaRuleSet) -> None:
     from alerts.models import SigmaRule
 
     now = timezone.now()
+    # ATT&CK techniques of the loaded rules (the rules API and the coverage view read them).
+    techniques = {
+        rule.rule_id: list(rule.techniques) for rule in (*ruleset.rules, *ruleset.correlations)
+    }
     with transaction.atomic():
         rows = {row.rule_id: row for row in SigmaRule.objects.select_for_update()}
         done: set[str] = set()
@@ -38,6 +42,7 @@ def sync_sigma_rules(ruleset: SigmaRuleSet) -> None:
                 row.path = entry.path[:500]
                 row.kind = entry.kind
                 row.level = entry.level
+                row.techniques = techniques.get(entry.rule_id, [])
                 row.error = entry.error
                 row.loaded_at = now
             row.save()

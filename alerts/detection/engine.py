@@ -35,7 +35,10 @@ from django.db import DatabaseError
 from alerts.detection.builtin import BUILTIN_RULES, BuiltinRule
 from alerts.detection.catalog import sync_sigma_rules
 from alerts.detection.dispatch import Dispatch
+from alerts.detection.exceptions import Compiled, compile_exceptions
+from alerts.detection.exceptions import matches as exception_matches
 from alerts.detection.fields import FieldView, event_view, remote_source
+from alerts.detection.hits import hit_counts, record_hits
 from alerts.detection.sigma import (
     CompiledCorrelation,
     CompiledRule,
@@ -64,20 +67,38 @@ class DetectionConfig:
 
     builtin: dict[str, RuleSettings] = field(default_factory=dict)
     sigma_disabled: frozenset[str] = frozenset()
+    # Rule management (exceptions.py): exceptions per rule, Sigma level overrides as severity.
+    exceptions: dict[str, Compiled] = field(default_factory=dict)
+    severity: dict[str, int] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> RuleSettings:
         return self.builtin.get(rule_id) or RuleSettings()
 
+    def excepted(self, rule_id: str, view: FieldView) -> bool:
+        """Whether an exception of this rule holds for the event (one lookup if it has none)."""
+        exceptions = self.exceptions.get(rule_id)
+        return exceptions is not None and exception_matches(exceptions, view)
+
+    def override_levels(self, findings) -> None:
+        for finding in findings:
+            finding.severity = self.severity.get(finding.rule_id, finding.severity)
+
 
 def load_config() -> DetectionConfig:
-    from alerts.models import DetectionRule, SigmaRule
+    from alerts.detection.sigma import LEVEL_SEVERITY
+    from alerts.models import DetectionRule, RuleException, SigmaRule
 
     builtin = {
         row.rule_id: RuleSettings(row.enabled, row.threshold, row.window_seconds, row.severity)
         for row in DetectionRule.objects.all()
     }
     disabled = frozenset(SigmaRule.objects.filter(enabled=False).values_list("rule_id", flat=True))
-    return DetectionConfig(builtin, disabled)
+    overrides = SigmaRule.objects.exclude(level_override="").values_list(
+        "rule_id", "level_override"
+    )
+    exceptions = compile_exceptions(RuleException.objects.values_list("rule_id", "conditions"))
+    severity = {rule_id: LEVEL_SEVERITY[level] for rule_id, level in overrides}
+    return DetectionConfig(builtin, disabled, exceptions, severity)
 
 
 @dataclass
@@ -208,6 +229,8 @@ class Engine:
                 settings_ = config.rule(rule.rule_id)
                 if not settings_.enabled or not rule.match(view):
                     continue
+                if config.excepted(rule.rule_id, view):
+                    continue
                 group = rule.key(view)
                 if group is None:
                     continue
@@ -225,6 +248,8 @@ class Engine:
             for rule in sigma:
                 if rule.rule_id in config.sigma_disabled or not self._applies(rule, view):
                     continue
+                if config.excepted(rule.rule_id, view):
+                    continue  # neither its alert nor its correlations count the event
                 if rule.generates_alerts:
                     fired[rule.rule_id] += 1
                     group = sigma_key(view)
@@ -234,6 +259,8 @@ class Engine:
                         correlation.rule_id in config.sigma_disabled
                         or not correlation.generates_alerts
                     ):
+                        continue
+                    if config.excepted(correlation.rule_id, view):
                         continue
                     group = tuple(view.value(name) for name in correlation.group_by)
                     if None in group:
@@ -271,6 +298,8 @@ class Engine:
                     last = datetime.fromtimestamp(hit.last_ts, tz=UTC)
                     finding.add(hit.reported, len(hit.reported), last, first)
 
+        # Levels first: a Sigma rule folded into a built-in alert is named with its own level.
+        config.override_levels(findings.values())
         found = list(findings.values())
         return (fold_duplicates(found) if self.fold else found), fired
 
@@ -319,7 +348,7 @@ class Engine:
         the repeats written and broadcast together (`raise_or_repeat_many`)."""
         if not findings:
             return
-        raise_or_repeat_many(
+        results = raise_or_repeat_many(
             [
                 {
                     "dedup_key": finding.dedup_key,
@@ -341,6 +370,8 @@ class Engine:
             ],
             dedup_window=timedelta(seconds=settings.DETECTION_DEDUP_WINDOW_SEC),
         )
+        # In the pipeline step this is the batch's transaction: a retried batch counts once.
+        record_hits(hit_counts(findings, results))
 
 
 def _families(techniques: list[str]) -> set[str]:

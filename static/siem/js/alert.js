@@ -191,7 +191,8 @@ function renderRule() {
   const rule = alert.rule;
   const facts = [];
   if (rule) {
-    facts.push(['Rule', rule.name], ['Source', rule.source === 'sigma' ? 'Sigma' : 'built-in'], ['Level', rule.level || '–'], ['Rule id', rule.id]);
+    const ruleLink = h('a', { href: `/rules/?${new URLSearchParams({ rule: rule.id })}`, text: rule.name, title: 'The rule: hits, exceptions, coverage' });
+    facts.push(['Rule', ruleLink], ['Source', rule.source === 'sigma' ? 'Sigma' : 'built-in'], ['Level', rule.level || '–'], ['Rule id', rule.id]);
   } else {
     facts.push(['Raised by', alert.source === 'ai' ? 'the AI analyzer' : 'hand (manual alert)']);
   }
@@ -200,7 +201,7 @@ function renderRule() {
     facts.push(['Also matched by', `${also.name} (${also.source === 'sigma' ? 'Sigma' : 'built-in'}, ${also.level || '–'}, ${events}) · ${also.id}`]);
   }
   if (alert.description) facts.push(['Description', alert.description]);
-  $('rule').replaceChildren(...facts.flatMap(([term, value]) => [h('dt', { text: term }), h('dd', { text: value })]));
+  $('rule').replaceChildren(...facts.flatMap(([term, value]) => [h('dt', { text: term }), h('dd', {}, value)]));
   $('rule-text-box').hidden = !rule;
   $('rule-text').textContent = '';
   $('mitre').replaceChildren(
