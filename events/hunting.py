@@ -15,11 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Trunc
 
 from events.models import SecurityEvent
-from events.query import Equals
+from events.query import Equals, raw_field
 
 DEFAULT_RANGE = timedelta(hours=24)
 MAX_BUCKETS = 120
@@ -133,9 +132,9 @@ def facet(rows: QuerySet, field: str) -> dict:
             sampled, sample_size = True, FACET_SAMPLE
         # Plain comparisons on the extracted text: Django's JSON-aware lookups would read ""
         # as a JSON document on SQLite.
-        value = KeyTextTransform(field, "raw")
+        value = raw_field(field)
         values = (
-            rows.order_by().filter(raw__has_key=field).exclude(Equals(value, "")).annotate(v=value)
+            rows.order_by().annotate(v=value).filter(v__isnull=False).exclude(Equals(value, ""))
         )
     top = values.values("v").annotate(n=Count("*")).order_by("-n", "v")[:FACET_SIZE]
     return {

@@ -1,4 +1,5 @@
-"""Hunting at scale: the per-field trigram indexes (PostgreSQL) and sampled raw-field facets.
+"""Hunting at scale: the per-field trigram indexes (PostgreSQL), sampled raw-field facets, and raw
+fields found inside nested record shapes (Winlogbeat, evtx) by `Field:value`.
 
 The query-language results themselves are in tests/test_api_hunt.py (both databases); here:
 the migration's field list is the compiler's, PostgreSQL answers an indexed field's term from
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from events import hunting
 from events.hunting import matching
-from events.query import INDEXED_RAW_FIELDS, compile_query
+from events.query import INDEXED_RAW_FIELDS, RAW_FIELD_PATHS, compile_query
 from events.services import create_events
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("api_setup")]
@@ -28,6 +29,7 @@ MIGRATION = importlib.import_module("events.migrations.0007_hunting_field_trigra
 
 def test_the_migration_indexes_exactly_the_fields_the_compiler_narrows_by():
     assert MIGRATION.FIELDS == INDEXED_RAW_FIELDS
+    assert MIGRATION.PATHS == RAW_FIELD_PATHS
 
 
 def _event(minutes_ago: int, **raw) -> dict:
@@ -110,3 +112,62 @@ def test_a_raw_field_facet_over_more_events_than_the_sample_counts_the_newest(cl
     answer = clients["viewer"].get("/api/v1/events/facets/", {"field": "TargetUserName"})
     assert answer.json()["sampled"] is False
     assert answer.json()["values"][0] == {"value": "alice", "count": 3}
+
+
+# --- raw fields inside nested shapes ------------------------------------------------------------
+SHAPES = {
+    "flat": {"EventID": 4624, "TargetUserName": "bob", "LogonType": 3, "IpAddress": "10.0.0.1"},
+    "winlogbeat": {
+        "winlog": {
+            "event_id": 4624,
+            "event_data": {"TargetUserName": "Bob", "LogonType": "3", "IpAddress": "10.0.0.2"},
+        }
+    },
+    "evtx": {
+        "Event": {
+            "System": {"EventID": 4688, "Computer": "WS-9"},
+            "EventData": {"CommandLine": "C:\\Tools\\mimikatz.exe", "TargetUserName": "carol"},
+        }
+    },
+    "evtx_top": {
+        "System": {"EventID": 4625},
+        "EventData": {"TargetUserName": "BOB", "LogonType": 10},
+    },
+    "other": {"note": "TargetUserName bob", "nested": {"TargetUserName": "bob"}},
+}
+
+
+@pytest.fixture
+def shaped():
+    created = create_events([_event(minute, **raw) for minute, raw in enumerate(SHAPES.values())])
+    return {event.event_id: name for name, event in zip(SHAPES, created.created, strict=True)}
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("TargetUserName:bob", {"flat", "winlogbeat", "evtx_top"}),
+        ("TargetUserName:b*", {"flat", "winlogbeat", "evtx_top"}),
+        ("LogonType:3", {"flat", "winlogbeat"}),  # a number or its text, at any depth
+        ("LogonType:10", {"evtx_top"}),
+        ("CommandLine:*MIMIKATZ*", {"evtx"}),
+        ("TargetUserName:*", {"flat", "winlogbeat", "evtx", "evtx_top"}),
+        ("NOT TargetUserName:bob", {"evtx", "other"}),
+        ("IpAddress:10.0.0.2", {"winlogbeat"}),
+        ("bob", {"flat", "winlogbeat", "evtx_top", "other"}),  # a bare word: any value
+    ],
+)
+def test_a_raw_field_is_found_in_every_shape_that_keeps_it_by_name(clients, shaped, q, expected):
+    answer = clients["viewer"].get("/api/v1/events/", {"q": q, "page_size": 50})
+    assert answer.status_code == 200, answer.json()
+    assert {shaped[row["event_id"]] for row in answer.json()["results"]} == expected
+
+
+def test_raw_field_facets_count_every_shape(clients, shaped):
+    answer = clients["viewer"].get("/api/v1/events/facets/", {"field": "TargetUserName"})
+    assert answer.json()["values"] == [
+        {"value": "BOB", "count": 1},
+        {"value": "Bob", "count": 1},
+        {"value": "bob", "count": 1},
+        {"value": "carol", "count": 1},
+    ]

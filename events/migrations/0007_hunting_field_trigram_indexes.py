@@ -1,9 +1,11 @@
 """Hunting: on PostgreSQL, a trigram index on the lowercased value of each of the most hunted raw
-fields (`lower(raw->>'CommandLine')`, ...), so that `CommandLine:*powershell*` is narrowed by
-the field itself, not by every value of the event (`search_text`): events/query.py
-`INDEXED_RAW_FIELDS` and `_field_index_hint`, measured in docs/performance.md "Hunting".
-The list is fixed here (a migration must not change with the code); tests/test_hunt_scale.py
-holds it equal to `INDEXED_RAW_FIELDS`. A no-op on SQLite and SQL Server."""
+fields, wherever the record's shape keeps it (`lower(COALESCE(raw->>'CommandLine',
+raw#>>'{winlog,event_data,CommandLine}', …))`, exactly the SQL of events/query.py `raw_field`),
+so that `CommandLine:*powershell*` is narrowed by the field itself, not by every value of the
+event (`search_text`): `INDEXED_RAW_FIELDS` and `_field_index_hint`, measured in
+docs/performance.md "Hunting". The lists are fixed here (a migration must not change with the
+code); tests/test_hunt_scale.py holds them equal to the code's. A no-op on SQLite and SQL
+Server."""
 
 from django.db import migrations
 
@@ -16,15 +18,25 @@ FIELDS = (
     "TargetUserName",
 )
 
+PATHS = ((), ("winlog", "event_data"), ("Event", "EventData"), ("EventData",))
+
 
 def index_name(field: str) -> str:
     return f"event_raw_{field.lower()}_trgm_idx"
 
 
+def value_expression(field: str) -> str:
+    paths = [
+        f"(raw #>> '{{{','.join((*path, field))}}}')" if path else f"(raw ->> '{field}')"
+        for path in PATHS
+    ]
+    return f"lower(COALESCE({', '.join(paths)}))"
+
+
 def create_statement(field: str) -> str:
     return (
         f"CREATE INDEX IF NOT EXISTS {index_name(field)} ON events_securityevent "
-        f"USING gin (lower(raw ->> '{field}') gin_trgm_ops)"
+        f"USING gin (({value_expression(field)}) gin_trgm_ops)"
     )
 
 
