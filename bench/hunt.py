@@ -11,7 +11,8 @@
       host, users and address shifted by k (a bijection, so values equal or distinct in the
       record stay so), a new event time, and `search_text` edited line by line to match (the
       line of each old value replaced by the new one). Records where another value could be
-      one of those (a host or user name elsewhere in the record) are not copied. Before the
+      one of those (a host or user name or a 10.x.x.x address elsewhere in the record) are not
+      copied. Before the
       copy, `verify` builds 300 sample copies in Python through ingestion's code and checks the
       generated rows equal them in every column written (timestamp, computer, user_name,
       source_ip, raw, search_text, and the record's own event_code, severity, message,
@@ -37,6 +38,7 @@ import importlib
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -215,9 +217,13 @@ def copy_of(record: dict, k: int, created: str) -> dict:
     return copy
 
 
+GENERATED_IP = re.compile(r"10\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+
+
 def is_safe(record: dict, row) -> bool:
     """A template may be multiplied by replacing lines of its search text when no other value
-    of the event could be one of the varying ones (which ingestion would have written once)."""
+    of the event could be one of the varying ones (which ingestion would have written once),
+    and its stored columns are either taken from the varying fields or none of their values."""
     from events.normalize import event_fields
     from events.query import _leaves, search_line
 
@@ -225,13 +231,13 @@ def is_safe(record: dict, row) -> bool:
     lines = {search_line(value) for value in _leaves(others.values())}
     lines |= {search_line(row.message), search_line(row.source_type)}
     varying = {h.lower() for h in HOSTS} | set(USERS)
-    if lines & varying or any(line.startswith("10.") for line in lines):
+    if lines & varying or any(GENERATED_IP.fullmatch(line) for line in lines):
         return False
-    # the stored columns must come from the varying fields, or not be among them
+    users = {record.get(key) for key in USER_FIELDS}
     return (
         row.computer == record["Computer"]
-        and (not row.user_name or row.user_name in {record.get(key) for key in USER_FIELDS})
-        and (not row.source_ip or row.source_ip == record.get("IpAddress"))
+        and (row.user_name not in USERS or row.user_name in users)
+        and (not GENERATED_IP.fullmatch(row.source_ip) or row.source_ip == record.get("IpAddress"))
     )
 
 
