@@ -11,6 +11,8 @@ each call the page makes when it opens — detail, events page 1, occurrences, r
 users — `--runs` times after a warm-up, and the page's whole set of calls one after another.
 
     .venv/bin/python bench/alert_page.py --pg-url postgres://postgres@127.0.0.1:5432
+    .venv/bin/python bench/alert_page.py --existing --database hunt_scale_bench  # after
+        # bench/hunt.py --keep: the alerts added next to its million events, nothing dropped
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
         "--reuse", action="store_true", help="measure on the database a --keep run left"
+    )
+    parser.add_argument(
+        "--existing",
+        action="store_true",
+        help="add the alerts (no background events) to `--database` as it is, e.g. the million "
+        "events bench/hunt.py --keep left; the database is neither created nor dropped",
     )
     return parser.parse_args()
 
@@ -193,6 +201,9 @@ def measure(args, alert_id: int) -> dict[str, list[float]]:
 
 
 def report(args, timings: dict[str, list[float]]) -> None:
+    from events.models import SecurityEvent
+
+    print(f"events in the database: {SecurityEvent.objects.count():,}")
     load = os.getloadavg()
     print(
         f"\n{platform.node()} · {os.cpu_count()} CPUs · {platform.python_version()} · "
@@ -207,7 +218,9 @@ def report(args, timings: dict[str, list[float]]) -> None:
 
 def main() -> None:
     args = parse_args()
-    if not args.reuse:
+    if args.existing:
+        args.background, args.keep = 0, True
+    if not args.reuse and not args.existing:
         psql_admin(args.pg_url, f"DROP DATABASE IF EXISTS {args.database}")
         psql_admin(args.pg_url, f"CREATE DATABASE {args.database}")
     try:

@@ -18,7 +18,11 @@ How it is built, so that it stays portable (SQLite, PostgreSQL, SQL Server) and 
 3. A raw-field term is also ANDed with a condition an index answers, which never changes the
    result: `search_text LIKE` on the same value (every value of a record is a line of its
    search text; PostgreSQL trigram index), or for a whole number, JSON containment where the
-   database supports it (PostgreSQL, jsonb_path_ops GIN index).
+   database supports it (PostgreSQL, jsonb_path_ops GIN index). On PostgreSQL a field of
+   `INDEXED_RAW_FIELDS` is narrowed instead by its own trigram index
+   (`lower(raw->>'CommandLine') LIKE ...`, migration 0007): `CommandLine:*powershell*` then
+   reads only the events whose CommandLine has the word, not every event with the word
+   anywhere.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 from django.db import connection as db_connection
 from django.db.models import F, Lookup, Q, TextField, Value
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Coalesce, Lower
 
 TEXT_FIELDS = ("computer", "user_name", "source_ip", "source_type")
@@ -44,6 +48,21 @@ KEYWORDS = {"AND", "OR", "NOT"}
 INTEGER = re.compile(r"-?[0-9]{1,18}")
 MAX_QUERY_LENGTH = 4000
 MAX_DEPTH = 40
+# Where a raw field is looked for, by record shape (events.normalize.detect_shape), first found
+# first: the top level (flat: the reference agent, import_events), Winlogbeat's
+# `winlog.event_data`, and evtx's `EventData` with named keys (evtx_dump's JSON) under `Event` or
+# at the top. `events.normalize.event_fields` flattens the same places (docs/investigation.md).
+RAW_FIELD_PATHS = ((), ("winlog", "event_data"), ("Event", "EventData"), ("EventData",))
+# Raw fields with a trigram index of their own on PostgreSQL (migration 0007 creates exactly
+# these; adding one means a migration too). Others are narrowed by `search_text`.
+INDEXED_RAW_FIELDS = (
+    "CommandLine",
+    "ParentCommandLine",
+    "Image",
+    "ParentImage",
+    "TargetFilename",
+    "TargetUserName",
+)
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
@@ -422,9 +441,23 @@ def _term(term: Term) -> Q:
         return Q(agent__isnull=False) & _text_match(Lower(F("agent__hostname")), term)
     # A field of the raw Windows record (its name as the record spells it).
     if exists:
-        return Q(raw__has_key=name)
-    value = Coalesce(Lower(KeyTextTransform(name, "raw")), Value(""), output_field=TextField())
-    return _raw_hint(term) & _text_match(value, term)
+        return raw_field_exists(name)
+    value = Coalesce(Lower(raw_field(name)), Value(""), output_field=TextField())
+    return (_field_index_hint(term) or _raw_hint(term)) & _text_match(value, term)
+
+
+def _field_index_hint(term: Term) -> Q | None:
+    """`LOWER(raw->>'CommandLine') LIKE pattern` for a field of `INDEXED_RAW_FIELDS` on
+    PostgreSQL, which its expression index answers (None elsewhere). The exact check ANDed with
+    it implies it: an event whose field matches has the field, and then the same pattern holds.
+    Only for a value with some literal text (a pattern of wildcards alone would also match an
+    event without the field, through the exact check's COALESCE to '')."""
+    if term.field not in INDEXED_RAW_FIELDS or db_connection.vendor != "postgresql":
+        return None
+    parts = _wildcard_parts(term)
+    if not any(parts):
+        return None
+    return _q(Like(Lower(raw_field(term.field)), Value(_pattern(parts))))
 
 
 def _raw_hint(term: Term) -> Q:
@@ -438,5 +471,38 @@ def _raw_hint(term: Term) -> Q:
         and INTEGER.fullmatch(value)
         and db_connection.features.supports_json_field_contains
     ):
-        return Q(raw__contains={term.field: int(value)}) | Q(raw__contains={term.field: value})
+        condition = Q()
+        for path in RAW_FIELD_PATHS:
+            for number in (int(value), value):
+                nested: Any = {term.field: number}
+                for key in reversed(path):
+                    nested = {key: nested}
+                condition |= Q(raw__contains=nested)
+        return condition
     return _search_text_hint(term)
+
+
+def _json_path(path: tuple[str, ...]):
+    node: Any = "raw"
+    for key in path:
+        node = KeyTransform(key, node)
+    return node
+
+
+def raw_field(name: str) -> Coalesce:
+    """The text of raw field `name` wherever the record's shape keeps it (`RAW_FIELD_PATHS`),
+    NULL if it has none: `COALESCE(raw->>'F', raw#>>'{winlog,event_data,F}', …)` on PostgreSQL,
+    JSON_EXTRACT paths on SQLite, JSON_VALUE on SQL Server. Migration 0007 indexes exactly this
+    expression (lowercased) for `INDEXED_RAW_FIELDS`."""
+    return Coalesce(
+        *(KeyTextTransform(name, _json_path(path)) for path in RAW_FIELD_PATHS),
+        output_field=TextField(),
+    )
+
+
+def raw_field_exists(name: str) -> Q:
+    """The record has field `name` in one of `RAW_FIELD_PATHS` (with any value, null included)."""
+    condition = Q()
+    for path in RAW_FIELD_PATHS:
+        condition |= Q(**{"__".join(("raw", *path, "has_key")): name})
+    return condition

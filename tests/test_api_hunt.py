@@ -135,6 +135,12 @@ CASES = [
     ("user_name:a*r", {"logon_admin"}),
     ("computer:ws-*", {"failed_bob", "mimikatz_process", "script_block"}),
     ("CommandLine:*", {"mimikatz_process"}),  # the field exists
+    # fields with their own trigram index on PostgreSQL (events.query.INDEXED_RAW_FIELDS)
+    ("CommandLine:*SEKURLSA::*", {"mimikatz_process"}),
+    ('CommandLine:"c:\\tools\\mimikatz.exe sekurlsa::logonpasswords"', {"mimikatz_process"}),
+    ("CommandLine:mimikatz", set()),  # a whole value, not a part of it
+    ("NOT CommandLine:*mimikatz*", ALL - {"mimikatz_process"}),  # without the field included
+    ("NOT TargetUserName:svc_*", ALL - {"old_service_logon"}),
     ("Note:*50%*", {"script_block"}),  # LIKE's own wildcards are literal
     ("Note:*[x]", {"script_block"}),
     # bare words and phrases: message and every raw value
@@ -329,6 +335,8 @@ def test_facets_count_the_top_values_of_a_stored_field(clients, events):
             {"value": "WS-001", "count": 1},
             {"value": "dc-01", "count": 1},
         ],
+        "sampled": False,
+        "sample_size": None,
     }
 
 
@@ -339,6 +347,8 @@ def test_facets_count_a_raw_field_among_matching_events(clients, events):
     assert answer.json() == {
         "field": "TargetUserName",
         "values": [{"value": "Administrator", "count": 1}, {"value": "bob", "count": 1}],
+        "sampled": False,
+        "sample_size": None,
     }
     numbers = clients["viewer"].get("/api/v1/events/facets/", {"field": "severity"}).json()
     assert numbers["values"][0] == {"value": 2, "count": 1} or numbers["values"][0]["count"] == 1

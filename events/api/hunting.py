@@ -118,6 +118,12 @@ class FacetValueSerializer(serializers.Serializer):
 class FacetsSerializer(serializers.Serializer):
     field = serializers.CharField()
     values = FacetValueSerializer(many=True)
+    sampled = serializers.BooleanField(
+        help_text="True when the counts are over the newest `sample_size` matching events only."
+    )
+    sample_size = serializers.IntegerField(
+        allow_null=True, help_text="Events counted when sampled; null when every one was."
+    )
 
 
 class EventFacetsView(APIView):
@@ -130,7 +136,9 @@ class EventFacetsView(APIView):
             "`field` is a stored field (computer, event_code, severity, user_name, source_ip, "
             "source_type, message, agent) or any field of the raw record by its name "
             "(TargetUserName, LogonType, …). Empty values are left out. Default range: the "
-            "last 24 h. " + ANY_ROLE
+            "last 24 h. A stored field is counted over every matching event; a raw field over "
+            f"the newest {hunting.FACET_SAMPLE:,} when more match (`sampled` true, "
+            "`sample_size` the events counted). " + ANY_ROLE
         ),
         parameters=[
             OpenApiParameter("field", str, required=True, description="The field to count."),
@@ -145,7 +153,7 @@ class EventFacetsView(APIView):
         field = request.query_params.get("field", "")
         if not FIELD_NAME.fullmatch(field):
             raise ValidationError({"field": ["A field name is required (e.g. computer)."]})
-        return Response({"field": field, "values": hunting.facet(queryset, field)})
+        return Response({"field": field, **hunting.facet(queryset, field)})
 
 
 # --- export -------------------------------------------------------------------------------------

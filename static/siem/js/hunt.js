@@ -299,6 +299,10 @@ async function loadFacets() {
       }),
     );
     $('facets-empty').hidden = answer.values.length > 0;
+    // A raw field is counted over the newest matching events only when many match.
+    const sampled = $('facets-sampled');
+    sampled.hidden = !answer.sampled;
+    sampled.textContent = answer.sampled ? `Counted over the newest ${formatNumber(answer.sample_size)} matching events.` : '';
   } catch (err) {
     if (err.status !== 401) toast({ kind: 'error', title: 'Could not load top values', body: err.message });
   }
