@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import AuditLog
+from alerts.detection.builtin import BUILTIN_RULES
 from alerts.detection.engine import get_engine
 from alerts.detection.hits import record_hits
 from alerts.models import RuleException, SigmaRule
@@ -58,7 +59,7 @@ def test_every_role_reads_the_rules(clients, caller):
 
 def test_the_list_has_builtin_and_sigma_rules_with_their_state(clients):
     rules = {rule["id"]: rule for rule in listed(clients["viewer"])}
-    assert len([r for r in rules.values() if r["source"] == "builtin"]) == 11
+    assert len([r for r in rules.values() if r["source"] == "builtin"]) == len(BUILTIN_RULES)
     task = rules[TASK_RULE]
     assert (task["source"], task["kind"], task["enabled"], task["loaded"]) == (
         "sigma",
@@ -94,6 +95,7 @@ def test_filters(clients):
     assert ids(listed(viewer, "&technique=T1110")) == {
         "builtin.brute_force",
         "builtin.password_spray",
+        "builtin.failed_then_success",
     }
     assert ids(listed(viewer, "&q=SCHEDULED")) == {TASK_RULE, TASK_BURST}
     assert ids(listed(viewer, "&q=task_burst.yml")) == {TASK_BURST}
@@ -277,7 +279,7 @@ def test_coverage_counts_enabled_and_disabled_rules_per_technique(clients):
         }
     ]
     access = {t["id"]: t for t in tactics["Credential Access"]["techniques"]}
-    assert access["T1110"]["enabled"] == 2  # brute force and spraying
+    assert access["T1110"]["enabled"] == 3  # brute force, spraying, failures then success
     assert coverage["tactics"][0]["tactic"] in ("Execution", "Persistence")  # kill-chain order
 
     clients["admin"].patch(f"/api/v1/rules/{TASK_RULE}/", {"enabled": False}, format="json")
