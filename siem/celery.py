@@ -53,4 +53,6 @@ def _install_beat_schedule(sender: Celery, **_kwargs) -> None:
             settings.AGENT_WATCHDOG_INTERVAL_SEC, "agents.tasks.mark_silent_agents_offline"
         ),
         "retention": _every(24 * 3600, "siem.tasks.purge_expired_data"),
+        # PostgreSQL: day partitions of the events table, days ahead (a no-op elsewhere).
+        "event-partitions": _every(6 * 3600, "events.tasks.create_event_partitions"),
     }
