@@ -43,6 +43,9 @@ class PurgeResult:
     events_deleted: int = 0
     events_kept: int = 0
     partitions_dropped: int = 0
+    # The longest a DETACH transaction waited for and held the events table's exclusive lock:
+    # inserts queue behind it that long at most.
+    longest_lock_seconds: float = 0.0
     alerts_deleted: int = 0
     rollups_deleted: int = 0
     batches: int = 0
@@ -168,10 +171,13 @@ def drop_expired_partitions(cutoff: datetime, result: PurgeResult | None = None)
         result.partitions_dropped += 1
         # The kept ones are counted by the batched pass over DEFAULT that follows.
         result.events_deleted += dropped[0]
+        result.longest_lock_seconds = max(result.longest_lock_seconds, dropped[2])
     return result
 
 
-def _drop_partition(partition: partitions.Partition) -> tuple[int, int] | None:
+def _drop_partition(partition: partitions.Partition) -> tuple[int, int, float] | None:
+    """(events dropped, events kept, seconds the exclusive lock was held), or None if the
+    table stayed busy."""
     qn = connection.ops.quote_name
     table, name = qn(partitions.PARENT), qn(partition.name)
     columns = ", ".join(qn(field.column) for field in SecurityEvent._meta.concrete_fields)
@@ -179,6 +185,7 @@ def _drop_partition(partition: partitions.Partition) -> tuple[int, int] | None:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 partitions.set_lock_timeout(cursor)
+                locked = time.monotonic()  # from the request: ingestion queues behind it
                 cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
                 cursor.execute(
                     f"SELECT min(event_id), max(event_id), count(*) FROM {name}"  # noqa: S608 - names quoted
@@ -204,6 +211,7 @@ def _drop_partition(partition: partitions.Partition) -> tuple[int, int] | None:
                     kept_count = cursor.rowcount
                 else:
                     kept_count = 0
+            held = time.monotonic() - locked
             break
         except OperationalError as error:  # lock_timeout: ingestion held the table
             logger.info("Retention: %s not detached yet (%s)", partition.name, error)
@@ -226,9 +234,13 @@ def _drop_partition(partition: partitions.Partition) -> tuple[int, int] | None:
                 [low, high],
             )
     logger.info(
-        "Retention: dropped %s (%d events, %d kept)", partition.name, total - kept_count, kept_count
+        "Retention: dropped %s (%d events, %d kept; table locked %.3f s)",
+        partition.name,
+        total - kept_count,
+        kept_count,
+        held,
     )
-    return total - kept_count, kept_count
+    return total - kept_count, kept_count, round(held, 4)
 
 
 def purge_closed_alerts(cutoff: datetime, result: PurgeResult | None = None) -> PurgeResult:

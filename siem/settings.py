@@ -406,8 +406,9 @@ DASHBOARD_UPDATE_INTERVAL_SEC = env_int("DASHBOARD_UPDATE_INTERVAL_SEC", 30, min
 
 # --- Retention (siem/retention.py, docs/operations.md "Retention and statistics") ---
 # Days an event is kept after it was received, and a closed alert after it was closed (0: keep
-# forever); events of open alerts and incidents stay. Purged daily by beat in batches of
-# RETENTION_BATCH_SIZE rows, each its own short transaction, RETENTION_BATCH_PAUSE_MS apart.
+# forever); events of open alerts and incidents stay. Purged daily by beat: on PostgreSQL whole
+# day partitions of events; otherwise (and for alerts) in batches of RETENTION_BATCH_SIZE rows,
+# each its own short transaction, RETENTION_BATCH_PAUSE_MS apart.
 EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 90, minimum=0)
 ALERTS_RETENTION_DAYS = env_int("ALERTS_RETENTION_DAYS", 365, minimum=0)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
