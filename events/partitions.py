@@ -67,12 +67,25 @@ def is_partitioned() -> bool:
 
 def day_partitions() -> list[Partition]:
     """The attached day partitions, oldest first (the DEFAULT partition is not among them)."""
+    return _days(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass",
+        [PARENT],
+    )
+
+
+def detached_days() -> list[Partition]:
+    """Day tables that are not partitions (any more): left by a purge stopped after DETACH."""
+    return _days(
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND NOT relispartition "
+        "AND relname LIKE %s AND relnamespace = current_schema()::regnamespace",
+        [f"{PARENT}_p%"],
+    )
+
+
+def _days(sql: str, params: list) -> list[Partition]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = %s::regclass",
-            [PARENT],
-        )
+        cursor.execute(sql, params)
         names = [name for (name,) in cursor.fetchall()]
     found = []
     for name in names:

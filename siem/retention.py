@@ -172,6 +172,7 @@ def drop_expired_partitions(cutoff: datetime, result: PurgeResult | None = None)
         # The kept ones are counted by the batched pass over DEFAULT that follows.
         result.events_deleted += dropped[0]
         result.longest_lock_seconds = max(result.longest_lock_seconds, dropped[2])
+    _drop_leftovers(cutoff)
     return result
 
 
@@ -216,23 +217,13 @@ def _drop_partition(partition: partitions.Partition) -> tuple[int, int, float] |
         except OperationalError as error:  # lock_timeout: ingestion held the table
             logger.info("Retention: %s not detached yet (%s)", partition.name, error)
             time.sleep(0.5 * 2**attempt)
+        except DatabaseError as error:  # a purge running at the same time detached it first
+            logger.info("Retention: %s not detached here (%s)", partition.name, error)
+            return None
     else:
         logger.warning("Retention: %s left to the next run (table busy)", partition.name)
         return None
-    with connection.cursor() as cursor:
-        # Inside a caller's transaction, deferred foreign-key checks of rows written to the day
-        # in that transaction would forbid the DROP: run them now (a no-op in autocommit).
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute(f"DROP TABLE {name}")
-        if total:
-            # Links whose event is gone: those of the dropped events (and of any event linked
-            # while the day was being detached, which the copy could not see).
-            cursor.execute(
-                f"DELETE FROM {qn(AlertEvents._meta.db_table)} link "  # noqa: S608 - names quoted
-                "WHERE link.securityevent_id BETWEEN %s AND %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {table} event WHERE event.event_id = link.securityevent_id)",
-                [low, high],
-            )
+    _drop_detached(name, low, high)
     logger.info(
         "Retention: dropped %s (%d events, %d kept; table locked %.3f s)",
         partition.name,
@@ -241,6 +232,40 @@ def _drop_partition(partition: partitions.Partition) -> tuple[int, int, float] |
         held,
     )
     return total - kept_count, kept_count, round(held, 4)
+
+
+def _drop_detached(name: str, low: int | None, high: int | None) -> None:
+    """DROP a detached day (its kept events already copied out), then delete the alert links
+    whose event is gone: those of the dropped events, and of any event linked while the day
+    was being detached, which the copy could not see."""
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        # Inside a caller's transaction, deferred foreign-key checks of rows written to the day
+        # in that transaction would forbid the DROP: run them now (a no-op in autocommit).
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"DROP TABLE {name}")
+        if low is not None:
+            cursor.execute(
+                f"DELETE FROM {qn(AlertEvents._meta.db_table)} link "  # noqa: S608 - names quoted
+                "WHERE link.securityevent_id BETWEEN %s AND %s AND NOT EXISTS (SELECT 1 FROM "
+                f"{qn(partitions.PARENT)} event WHERE event.event_id = link.securityevent_id)",
+                [low, high],
+            )
+
+
+def _drop_leftovers(cutoff: datetime) -> None:
+    """Days detached by a purge that stopped before its DROP (their kept events were copied
+    in the DETACH's transaction): dropped now."""
+    qn = connection.ops.quote_name
+    for partition in partitions.detached_days():
+        if partition.upper <= cutoff:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT min(event_id), max(event_id) FROM {qn(partition.name)}"  # noqa: S608 - names quoted
+                )
+                low, high = cursor.fetchone()
+            _drop_detached(qn(partition.name), low, high)
+            logger.info("Retention: dropped %s, left detached by an earlier run", partition.name)
 
 
 def purge_closed_alerts(cutoff: datetime, result: PurgeResult | None = None) -> PurgeResult:

@@ -199,3 +199,35 @@ def test_an_agent_retry_that_crosses_midnight_stores_nothing_twice():
     assert event_services._store(late, agent=agent, result=result) == []
     assert result.duplicates == 7
     assert SecurityEvent.objects.filter(agent=agent).count() == 7
+
+
+def test_a_day_left_detached_by_an_interrupted_purge_is_dropped_by_the_next():
+    old_day = partitions.utc_day(timezone.now() - timedelta(days=120))
+    assert partitions.create_partition(old_day)
+    lost = received(2, days_ago=120)
+    closed = alert_services.create_alert(title="closed", severity=4, category="c", events=lost)
+    alert_services.resolve_alert(closed, actor=None)
+    name = partitions.partition_name(old_day)
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE events_securityevent DETACH PARTITION {name}")
+    assert [p.name for p in partitions.detached_days()] == [name]
+
+    purge_expired_data()
+
+    assert not table_exists(name) and partitions.detached_days() == []
+    assert not AlertEvents.objects.filter(alert=closed).exists()
+
+
+def test_the_migration_kept_every_index_and_no_foreign_key_references_events():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'events_securityevent'")
+        indexes = {name for (name,) in cursor.fetchall()}
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+            "AND confrelid = 'events_securityevent'::regclass"
+        )
+        references = cursor.fetchone()[0]
+    model = {index.name for index in SecurityEvent._meta.indexes}
+    extra = {"event_search_text_trgm_idx", "event_raw_path_ops_idx", "event_agent_record_unique"}
+    assert model | extra | {"events_securityevent_pkey"} <= indexes
+    assert references == 0
