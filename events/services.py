@@ -71,7 +71,8 @@ def create_events(items: Iterable[Mapping[str, Any]], *, agent=None, actor=None)
     received_at = timezone.now()
     rows = [_build(item, agent=agent, received_at=received_at) for item in items]
     result = IngestResult()
-    if agent is not None:
+    if agent is not None and connection.vendor != "postgresql":
+        # PostgreSQL checks once, under the agent's lock, in the insert's transaction (`_store`).
         rows, result.duplicates = _without_delivered(rows, agent)
     if not rows:
         _complete_unfinished_work(result)
