@@ -59,8 +59,9 @@ def create_events(items: Iterable[Mapping[str, Any]], *, agent=None, actor=None)
 
     1. Build the rows (one `received_at` for the batch; `computer` defaults to the agent's host).
     2. Drop records the agent already delivered (same agent record id): a retried batch is a no-op
-       (checked again in the insert's transaction under a per-agent lock on PostgreSQL, whose
-       partitioned table has no unique index on the record id; elsewhere the unique index).
+       (on PostgreSQL, whose partitioned table has no unique index on the record id, checked in
+       the insert's transaction under a per-agent lock; elsewhere before it, and the unique
+       index catches a concurrent retry).
     3. Insert in one transaction (`insert_rows`: COPY on PostgreSQL, bulk elsewhere).
     4. In the same transaction, owe the batch to every registered post-commit step (outbox);
        after commit the steps run here at once (broadcast, detection), or later by the relay
