@@ -11,7 +11,11 @@
    deep page by cursor; prints median and p95;
 4. runs the retention purge of the oldest day while a separate process ingests batches of 500
    events through `events.services.create_events` (as the API does, detection included), and
-   prints the ingestion rate before, during and after the purge;
+   prints the ingestion rate before, during and after the purge, and the longest pause between
+   two ingested batches in each phase. The events table is partitioned by day (migration
+   0007): the purge detaches and drops the oldest day's partition (`drop_expired_partitions`,
+   what the daily retention does), then the batched pass over the DEFAULT partition; it prints
+   how long the exclusive lock of the DETACH was held;
 5. drops the database (unless `--keep-db`).
 
     .venv/bin/python bench/scale.py --events 2000000
@@ -25,6 +29,7 @@ progress lines; every measured request is timed individually; the ingest phases 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import secrets
@@ -104,6 +109,17 @@ def generate(args) -> None:
         ).fetchall()
         for name, _definition in indexes:
             conn.execute(f'DROP INDEX "{name}"')
+        # One partition per day of the data, as beat would have created them (partitioned
+        # table, migration 0007; a plain table gets none).
+        if (
+            conn.execute(
+                "SELECT relkind FROM pg_class WHERE oid = %s::regclass", [EVENTS]
+            ).fetchone()[0]
+            == "p"
+        ):
+            conn.execute(
+                PARTITIONS_SQL.replace(":days", str(int(days)))
+            )  # a DO block: no parameters
         started = time.monotonic()
         for first in range(1, n + 1, CHUNK):
             last = min(first + CHUNK - 1, n)
@@ -113,7 +129,9 @@ def generate(args) -> None:
         conn.execute(f"SELECT setval(pg_get_serial_sequence('{EVENTS}', 'event_id'), %s)", [n])
         for name, definition in indexes:
             step = time.monotonic()
-            conn.execute(definition)
+            # A partitioned table's index is listed as `ON ONLY` the parent, which would build
+            # nothing below it: built on the parent, it is built on every partition.
+            conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
             log(f"index {name} rebuilt in {time.monotonic() - step:.0f} s")
         params = {"alerts": args.alerts, "incidents": args.alerts // 100, "n": n}
         for statement in [*ALERTS_SQL, *INCIDENTS_SQL, ROLLUPS_SQL]:
@@ -122,16 +140,37 @@ def generate(args) -> None:
         # As autovacuum leaves a table: statistics and visibility maps (index-only scans).
         conn.execute("VACUUM (ANALYZE)")
         size = conn.execute(
-            f"SELECT pg_size_pretty(pg_total_relation_size('{EVENTS}'))"
+            "SELECT pg_size_pretty(sum(pg_total_relation_size(relid))) "
+            "FROM pg_partition_tree(%s::regclass)",  # a partitioned table has no size of its own
+            [EVENTS],
         ).fetchone()[0]
         log(f"generated {n:,} events in {time.monotonic() - started:.0f} s ({size} with indexes)")
 
+
+# The day partitions the generated days need (received_at spans `days` days ending now). Sent
+# without parameters (a DO block takes none): `:days` is replaced by an integer.
+PARTITIONS_SQL = f"""
+DO $$
+DECLARE day date;
+BEGIN
+    FOR day IN SELECT generate_series((now() AT TIME ZONE 'UTC')::date - :days - 1,
+                                      (now() AT TIME ZONE 'UTC')::date, interval '1 day')::date
+    LOOP
+        IF to_regclass('{EVENTS}_p' || to_char(day, 'YYYYMMDD')) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF {EVENTS} FOR VALUES FROM (%L) TO (%L)',
+                '{EVENTS}_p' || to_char(day, 'YYYYMMDD'), day::timestamp AT TIME ZONE 'UTC',
+                (day + 1)::timestamp AT TIME ZONE 'UTC');
+        END IF;
+    END LOOP;
+END $$
+"""  # noqa: S608 - constants only
 
 # Event time advances with the id (as received); 1 % arrive up to 6 h late.
 EVENTS_SQL = f"""
 INSERT INTO {EVENTS} (event_id, "timestamp", received_at, computer, agent_id, agent_record_id,
     event_code, severity, message, source_type, user_name, source_ip, raw, ai_status, ai_score,
-    ai_category, ai_description, ai_attempts, ai_claimed_at, ai_analyzed_at, ai_provider, ai_error)
+    ai_category, ai_description, ai_attempts, ai_claimed_at, ai_analyzed_at, ai_provider, ai_error,
+    search_text)
 SELECT g, ts - CASE WHEN r5 < 0.01 THEN r5 * 100 * interval '6 hours' ELSE interval '0' END,
     ts + interval '2 seconds', host, NULL, NULL, code,
     CASE WHEN r2 < 0.40 THEN 1 WHEN r2 < 0.65 THEN 2 WHEN r2 < 0.85 THEN 3
@@ -142,7 +181,9 @@ SELECT g, ts - CASE WHEN r5 < 0.01 THEN r5 * 100 * interval '6 hours' ELSE inter
         'ProcessName', 'C:\\Windows\\System32\\svchost.exe'),
     CASE WHEN r4 < 0.99 THEN 'done' ELSE 'pending' END,
     CASE WHEN r4 < 0.99 THEN floor(power(r4 / 0.99, 6) * 100)::int END,
-    CASE WHEN r4 < 0.99 THEN 'normal' ELSE '' END, '', 1, NULL, NULL, '', ''
+    CASE WHEN r4 < 0.99 THEN 'normal' ELSE '' END, '', 1, NULL, NULL, '', '',
+    lower(concat_ws(E'\n', 'Event ' || code || ' on ' || host || ' by ' || usr, host, usr, ip,
+        'windows security', code, 3, 'c:\\windows\\system32\\svchost.exe'))
 FROM (
     SELECT g, r2, r4, r5,
         now() - %(days)s * interval '1 day' * (1 - g::float8 / %(n)s) AS ts,
@@ -383,9 +424,11 @@ def ingest_worker() -> int:
 
 def purge_during_ingestion(args, env: dict[str, str]) -> dict:
     import threading
+    from datetime import timedelta
 
+    from events import partitions
     from events.models import SecurityEvent
-    from siem.retention import purge_events
+    from siem.retention import PurgeResult, drop_expired_partitions, purge_events
 
     worker = subprocess.Popen(
         [PYTHON, __file__, "--ingest-worker"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
@@ -405,22 +448,35 @@ def purge_during_ingestion(args, env: dict[str, str]) -> dict:
             time.sleep(0.2)
         before = (time.time(), time.time() + args.phase_seconds)
         time.sleep(args.phase_seconds)
-        # The oldest day of the events not kept for an alert (a previous run left those).
-        oldest = (
-            SecurityEvent.objects.filter(alerts__isnull=True)
-            .order_by("received_at")
-            .values_list("received_at", flat=True)
-            .first()
-        )
-        from datetime import timedelta
-
-        log("purging the oldest day while ingesting")
-        during_start = time.time()
-        result = purge_events(oldest + timedelta(days=1))
+        result = PurgeResult()
+        if partitions.is_partitioned():
+            # The retention of the oldest day partition: detach and drop it whole, then the
+            # batched pass over what is left before its end (DEFAULT: the kept events).
+            oldest = SecurityEvent.objects.order_by("received_at").values_list(
+                "received_at", flat=True
+            )[0]
+            cutoff = partitions.day_start(partitions.utc_day(oldest) + timedelta(days=1))
+            log(f"purging the oldest day (partition, before {cutoff:%Y-%m-%d}) while ingesting")
+            during_start = time.time()
+            drop_expired_partitions(cutoff, result)
+        else:
+            # The oldest day of the events not kept for an alert (a previous run left those).
+            oldest = (
+                SecurityEvent.objects.filter(alerts__isnull=True)
+                .order_by("received_at")
+                .values_list("received_at", flat=True)
+                .first()
+            )
+            cutoff = oldest + timedelta(days=1)
+            log("purging the oldest day (batched deletes) while ingesting")
+            during_start = time.time()
+        purge_events(cutoff, result)
         during = (during_start, time.time())
         log(
             f"purge: {result.events_deleted} deleted, {result.events_kept} kept, "
-            f"{result.batches} batches in {during[1] - during[0]:.1f} s"
+            f"{result.partitions_dropped} partition(s) dropped (exclusive lock "
+            f"{result.longest_lock_seconds * 1000:.0f} ms), {result.batches} batches, "
+            f"in {during[1] - during[0]:.1f} s; load average {os.getloadavg()}"
         )
         after = (time.time(), time.time() + args.phase_seconds)
         time.sleep(args.phase_seconds)
@@ -435,12 +491,28 @@ def purge_during_ingestion(args, env: dict[str, str]) -> dict:
         stored = sum(n for moment, n in stamps if window[0] <= moment < window[1])
         return round(stored / (window[1] - window[0]), 1)
 
+    def longest_pause(window: tuple[float, float]) -> float:
+        """The longest time between two batches ending in the window (an ingestion stall)."""
+        moments = [moment for moment, _n in stamps if window[0] <= moment]
+        inside = [moment for moment in moments if moment < window[1]]
+        moments = inside + moments[len(inside) : len(inside) + 1]  # and the first one after
+        return round(max((b - a for a, b in itertools.pairwise(moments)), default=0.0), 2)
+
     rates = {"before": rate(before), "during": rate(during), "after": rate(after)}
+    pauses = {
+        "before": longest_pause(before),
+        "during": longest_pause(during),
+        "after": longest_pause(after),
+    }
     log("ingestion events/s: " + ", ".join(f"{k} {v}" for k, v in rates.items()))
+    log("longest pause between batches, s: " + ", ".join(f"{k} {v}" for k, v in pauses.items()))
     return {
         "deleted": result.events_deleted,
         "kept": result.events_kept,
+        "partitions_dropped": result.partitions_dropped,
+        "exclusive_lock_ms": round(result.longest_lock_seconds * 1000, 1),
         "batches": result.batches,
+        "longest_pause_between_batches_s": pauses,
         "seconds": round(during[1] - during[0], 1),
         "deleted_per_second": round(result.events_deleted / max(during[1] - during[0], 0.001)),
         "ingest_events_per_second": rates,

@@ -58,7 +58,10 @@ def create_events(items: Iterable[Mapping[str, Any]], *, agent=None, actor=None)
     """Store a batch of already-validated events, all or nothing.
 
     1. Build the rows (one `received_at` for the batch; `computer` defaults to the agent's host).
-    2. Drop records the agent already delivered (same agent record id): a retried batch is a no-op.
+    2. Drop records the agent already delivered (same agent record id): a retried batch is a no-op
+       (on PostgreSQL, whose partitioned table has no unique index on the record id, checked in
+       the insert's transaction under a per-agent lock; elsewhere before it, and the unique
+       index catches a concurrent retry).
     3. Insert in one transaction (`insert_rows`: COPY on PostgreSQL, bulk elsewhere).
     4. In the same transaction, owe the batch to every registered post-commit step (outbox);
        after commit the steps run here at once (broadcast, detection), or later by the relay
@@ -69,13 +72,14 @@ def create_events(items: Iterable[Mapping[str, Any]], *, agent=None, actor=None)
     received_at = timezone.now()
     rows = [_build(item, agent=agent, received_at=received_at) for item in items]
     result = IngestResult()
-    if agent is not None:
+    if agent is not None and connection.vendor != "postgresql":
+        # PostgreSQL checks once, under the agent's lock, in the insert's transaction (`_store`).
         rows, result.duplicates = _without_delivered(rows, agent)
     if not rows:
         _complete_unfinished_work(result)
         return result
     try:
-        result.created = _store(rows)
+        result.created = _store(rows, agent=agent, result=result)
     except IntegrityError:
         if agent is None:
             raise
@@ -94,8 +98,12 @@ def create_event(item: Mapping[str, Any], *, agent=None, actor=None) -> Security
     return SecurityEvent.objects.get(agent=agent, agent_record_id=item.get("agent_record_id"))
 
 
-def _store(rows: list[SecurityEvent]) -> list[SecurityEvent]:
+def _store(rows: list[SecurityEvent], *, agent=None, result=None) -> list[SecurityEvent]:
     with transaction.atomic():
+        if agent is not None and connection.vendor == "postgresql":
+            rows = _without_delivered_locked(rows, agent, result)
+            if not rows:
+                return []
         created = insert_rows(rows)
         rollups.count_new_events(created)  # dashboard counters commit with the rows
         pipeline.enqueue(created)
@@ -180,6 +188,35 @@ def _without_delivered(rows: list[SecurityEvent], agent) -> tuple[list[SecurityE
             seen.add(row.agent_record_id)  # duplicates inside one batch count once
         kept.append(row)
     return kept, len(rows) - len(kept)
+
+
+# Advisory lock namespace of "an agent's batch is being stored" (pg_advisory_xact_lock(int, int)).
+AGENT_BATCH_LOCK = 0x5E1E
+
+
+def _without_delivered_locked(
+    rows: list[SecurityEvent], agent, result: IngestResult | None
+) -> list[SecurityEvent]:
+    """PostgreSQL: an agent's batches are stored one at a time, each checking under the lock
+    which records are already stored, so that a retry racing its original stores nothing twice.
+
+    The events table is partitioned by day of `received_at` there (events/partitions.py), and a
+    unique index on (agent, agent record id) would have to include `received_at`: it would not
+    see a retry that crosses midnight. This transaction-scoped lock per agent (by hash of its id;
+    a collision only makes two agents take turns) does: the second of two concurrent batches
+    waits for the first to commit, then its check (a new snapshot, READ COMMITTED) sees the
+    first's rows, in whichever partition.
+    """
+    if not any(row.agent_record_id is not None for row in rows):
+        return rows
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [AGENT_BATCH_LOCK, str(agent.pk)]
+        )
+    rows, duplicates = _without_delivered(rows, agent)
+    if result is not None:
+        result.duplicates += duplicates
+    return rows
 
 
 def after_events_stored(events: list[SecurityEvent], *, only=None) -> None:

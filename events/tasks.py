@@ -1,5 +1,6 @@
 """Celery tasks of the events app: the AI analyzer run by beat every AI_PROCESS_INTERVAL_SEC,
-and the post-commit pipeline's relay every PIPELINE_RELAY_INTERVAL_SEC."""
+the post-commit pipeline's relay every PIPELINE_RELAY_INTERVAL_SEC, and (PostgreSQL) the day
+partitions of the events table created EVENTS_PARTITION_DAYS_AHEAD ahead every 6 hours."""
 
 from __future__ import annotations
 
@@ -26,3 +27,12 @@ def drain_pipeline() -> int:
     from events import pipeline
 
     return pipeline.drain(budget_sec=max(settings.PIPELINE_RELAY_INTERVAL_SEC * 5, 10))
+
+
+@shared_task(name="events.tasks.create_event_partitions", ignore_result=True)
+def create_event_partitions() -> list[str]:
+    """PostgreSQL: create the missing day partitions up to EVENTS_PARTITION_DAYS_AHEAD days
+    ahead (events/partitions.py); a no-op elsewhere. Safe to run twice at once."""
+    from events.partitions import ensure_partitions
+
+    return ensure_partitions()

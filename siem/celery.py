@@ -54,4 +54,6 @@ def _install_beat_schedule(sender: Celery, **_kwargs) -> None:
         ),
         "retention": _every(24 * 3600, "siem.tasks.purge_expired_data"),
         "integrations-sweep": _every(60, "integrations.tasks.sweep_unrouted"),
+        # PostgreSQL: day partitions of the events table, days ahead (a no-op elsewhere).
+        "event-partitions": _every(6 * 3600, "events.tasks.create_event_partitions"),
     }

@@ -57,13 +57,17 @@ def _postgresql_estimate(queryset: QuerySet, connection) -> int:
     if not queryset.query.where:
         # The whole table: the statistics autovacuum/ANALYZE keep (-1 before the first one, on a
         # new table, which is then counted exactly).
+        # A partitioned table (events, events/partitions.py) has no statistics of its own: the
+        # sum of its analyzed partitions' (-1 if none has been analyzed yet).
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                "SELECT coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples >= 0), -1)::bigint "
+                "FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid "
+                "WHERE t.isleaf",
                 [queryset.model._meta.db_table],
             )
             row = cursor.fetchone()
-        return row[0] if row else -1
+        return row[0] if row and row[0] is not None else -1
     plan = json.loads(queryset.order_by().explain(format="json"))
     return int(plan[0]["Plan"]["Plan Rows"])
 

@@ -406,12 +406,18 @@ DASHBOARD_UPDATE_INTERVAL_SEC = env_int("DASHBOARD_UPDATE_INTERVAL_SEC", 30, min
 
 # --- Retention (siem/retention.py, docs/operations.md "Retention and statistics") ---
 # Days an event is kept after it was received, and a closed alert after it was closed (0: keep
-# forever); events of open alerts and incidents stay. Purged daily by beat in batches of
-# RETENTION_BATCH_SIZE rows, each its own short transaction, RETENTION_BATCH_PAUSE_MS apart.
+# forever); events of open alerts and incidents stay. Purged daily by beat: on PostgreSQL whole
+# day partitions of events; otherwise (and for alerts) in batches of RETENTION_BATCH_SIZE rows,
+# each its own short transaction, RETENTION_BATCH_PAUSE_MS apart.
 EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 90, minimum=0)
 ALERTS_RETENTION_DAYS = env_int("ALERTS_RETENTION_DAYS", 365, minimum=0)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 RETENTION_BATCH_PAUSE_MS = env_int("RETENTION_BATCH_PAUSE_MS", 20, minimum=0)
+# PostgreSQL: the events table is partitioned by day of `received_at` (events/partitions.py);
+# beat creates the partitions this many days ahead, and the purge drops expired days whole,
+# waiting at most PARTITION_LOCK_TIMEOUT_MS for each short table lock (then retries later).
+EVENTS_PARTITION_DAYS_AHEAD = env_int("EVENTS_PARTITION_DAYS_AHEAD", 7, minimum=1)
+PARTITION_LOCK_TIMEOUT_MS = env_int("PARTITION_LOCK_TIMEOUT_MS", 2000, minimum=10)
 AGENT_OFFLINE_AFTER_SEC = env_int("AGENT_OFFLINE_AFTER_SEC", 300, minimum=10)
 AGENT_WATCHDOG_INTERVAL_SEC = env_int("AGENT_WATCHDOG_INTERVAL_SEC", 30, minimum=1)
 # Empty enrollment key: enrollment is disabled (safe default).

@@ -30,6 +30,7 @@ def test_beat_runs_the_background_tasks_at_the_configured_intervals(settings):
         ),
         "retention": ("siem.tasks.purge_expired_data", 86400.0),
         "integrations-sweep": ("integrations.tasks.sweep_unrouted", 60.0),
+        "event-partitions": ("events.tasks.create_event_partitions", 21600.0),
         "events-pipeline-relay": (
             "events.tasks.drain_pipeline",
             float(settings.PIPELINE_RELAY_INTERVAL_SEC),
