@@ -65,7 +65,17 @@ def _plan(q: str) -> str:
 )
 def test_postgresql_narrows_an_indexed_field_by_its_own_index(q, index):
     create_events([_event(1, CommandLine="powershell -enc AAAA", ParentImage="C:\\cmd.exe")])
-    assert index in _plan(q)
+    plan = _plan(q)
+    # The events table is partitioned by day on PostgreSQL: the plan names the partitions' own
+    # indexes, each attached to the table's index of that name.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = to_regclass(%s)",
+            [index],
+        )
+        names = {index} | {name for (name,) in cursor.fetchall()}
+    assert any(name in plan for name in names), plan
 
 
 def test_an_indexed_field_matches_only_its_own_value_not_another_fields(clients):
