@@ -124,6 +124,15 @@ def viewer(db) -> User:
 
 
 @pytest.fixture
+def staff(admin_user, analyst, viewer) -> dict[str, User]:
+    """The three named users, each allowed into the admin site (staff, not superuser)."""
+    for user in (admin_user, analyst, viewer):
+        user.is_staff = True
+        user.save()
+    return {"admin": admin_user, "analyst": analyst, "viewer": viewer}
+
+
+@pytest.fixture
 def broadcasts(monkeypatch):
     """Messages the server actually sends to Redis, as (group, message) pairs
     (group `siem.<channel>`).
@@ -174,17 +183,16 @@ def clients(admin_user, analyst, viewer, norole):
 
 
 @pytest.fixture
-def api_setup(settings, django_db_blocker):
-    """Fast password hashing, no failed logins counted (this run's own Redis prefix), and the
-    role groups present (a transactional test before this one may have flushed them)."""
+def api_setup(django_db_blocker):
+    """No failed logins counted (this run's own Redis prefix) and the role groups present (a
+    transactional test before this one may have flushed them). Password hashing is fast for the
+    whole test process (`fast_password_hashing`)."""
     from accounts.roles import ROLES
     from tests.api_helpers import wipe_login_throttle
 
     with django_db_blocker.unblock():
         for name in ROLES:
             Group.objects.get_or_create(name=name)
-    # PBKDF2 with Django's default iterations costs ~0.5 s per login on this machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     wipe_login_throttle()
     yield
     wipe_login_throttle()

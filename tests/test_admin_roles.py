@@ -9,15 +9,6 @@ from alerts.models import Alert, AlertStatus
 from alerts.services import create_alert
 
 
-@pytest.fixture
-def staff(admin_user, analyst, viewer):
-    """The three named users, each allowed into the admin site (staff, not superuser)."""
-    for user in (admin_user, analyst, viewer):
-        user.is_staff = True
-        user.save()
-    return {"admin": admin_user, "analyst": analyst, "viewer": viewer}
-
-
 def acknowledge(client, alert):
     return client.post(
         reverse("admin:alerts_alert_changelist"),

@@ -26,15 +26,6 @@ def rules_dir(settings, tmp_path):
         yield
 
 
-@pytest.fixture
-def staff(admin_user, analyst, viewer):
-    """The three named users, each allowed into the admin site (staff, not superuser)."""
-    for user in (admin_user, analyst, viewer):
-        user.is_staff = True
-        user.save()
-    return {"admin": admin_user, "analyst": analyst, "viewer": viewer}
-
-
 def test_rule_lists_show_hits_and_exceptions(client, staff):
     record_hits({TASK_RULE: (3, 41), "builtin.dcsync": (1, 1)})
     RuleException.objects.create(rule_id=TASK_RULE, conditions={"host": ["ws-01"]})

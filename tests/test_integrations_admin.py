@@ -16,20 +16,6 @@ from tests.integrations_fixtures import SECRET, task_queue
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def fast_hashing(settings):
-    # PBKDF2 with Django's default iterations costs ~0.5 s per user on this machine.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def staff(fast_hashing, admin_user, analyst, viewer):
-    for user in (admin_user, analyst, viewer):
-        user.is_staff = True
-        user.save()
-    return {"admin": admin_user, "analyst": analyst, "viewer": viewer}
-
-
 def hook() -> Integration:
     return services.create_integration(
         actor=None,

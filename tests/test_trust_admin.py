@@ -27,15 +27,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(admin_user, analyst, viewer):
-    """The three named users, each allowed into the admin site (staff, not superuser)."""
-    for user in (admin_user, analyst, viewer):
-        user.is_staff = True
-        user.save()
-    return {"admin": admin_user, "analyst": analyst, "viewer": viewer}
-
-
-@pytest.fixture
 def root(django_user_model):
     return django_user_model.objects.create_superuser("root", "root@example.test", PASSWORD)
 
