@@ -9,6 +9,7 @@ through alerts.detection.services, as the admin and the API make them.
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -17,7 +18,7 @@ from accounts.models import AuditLog
 from alerts import context
 from alerts.detection import services
 from alerts.detection.engine import Engine, get_engine
-from alerts.detection.hits import ALL_TIME, hits_by_rule, record_hits
+from alerts.detection.hits import ALL_TIME, hit_counts, hits_by_rule, record_hits
 from alerts.models import Alert, DetectionRule, RuleHit, SigmaRule
 from tests.detection_helpers import fresh_detection
 from tests.rules_helpers import (
@@ -261,3 +262,16 @@ def test_hits_stay_exact_with_workers_racing_on_the_same_rules():
     hits = hits_by_rule()
     assert (hits["a"]["alerts_24h"], hits["a"]["events_24h"]) == (100, 200)
     assert hits["b"]["events_7d"] == 300
+
+
+def test_a_sigma_rule_folded_into_a_builtin_alert_still_counts_the_events_it_matched():
+    finding = SimpleNamespace(
+        rule_id="builtin.audit_log_cleared",
+        count=2,
+        also=[{"id": "sigma:log-cleared", "event_ids": [11, 12]}],
+    )
+    raised = SimpleNamespace(rule_id="builtin.audit_log_cleared")
+    assert hit_counts([finding], [(raised, True)]) == {
+        "builtin.audit_log_cleared": (1, 2),
+        "sigma:log-cleared": (0, 2),  # no alert of its own, but its matches
+    }

@@ -93,7 +93,7 @@ def hit_counts(findings, results) -> dict[str, tuple[int, int]]:
     for finding in findings:
         counts.setdefault(finding.rule_id, [0, 0])[1] += finding.count
         # A Sigma rule folded into this built-in finding raised no alert, but it matched.
-        for folded in getattr(finding, "also", ()):
+        for folded in finding.also:
             counts.setdefault(folded["id"], [0, 0])[1] += len(folded["event_ids"])
     for alert, created in results:
         if created and alert.rule_id in counts:
